@@ -11,7 +11,8 @@ SHELL := /bin/bash
 VENV        := $(CURDIR)/.venv
 PY          := $(VENV)/bin/python
 BIN         := $(VENV)/bin
-WORK        := $(CURDIR)/.tmp
+# Override per checkout or per parallel run: make WORK=/tmp/w1 integration
+WORK        ?= $(CURDIR)/.tmp
 # ansible-test needs the collection at .../ansible_collections/ingress/haproxy.
 COLL_ROOT   := $(WORK)/collections
 COLL        := $(COLL_ROOT)/ansible_collections/ingress/haproxy
@@ -42,6 +43,7 @@ collection: setup
 	@printf '%s\n' '---' \
 		'ingress_lab_python: $(PY)' \
 		'ingress_lab_dir: $(COLL)/tests/lab' \
+		'ingress_lab_root: $(WORK)/lab' \
 		> $(COLL)/tests/integration/integration_config.yml
 
 sanity: collection
@@ -50,8 +52,12 @@ sanity: collection
 units: collection
 	cd $(COLL) && ansible-test units --local --python 3.12 --color no $(UNITS)
 
+# Each target starts and stops its own lab; the reaper afterwards stops any lab
+# a crashed target left behind (only PIDs recorded under $(WORK)/lab).
 integration: collection
-	cd $(COLL) && ansible-test integration --local --python 3.12 --color no $(INTEGRATION_TARGETS)
+	mkdir -p $(WORK)/lab
+	cd $(COLL) && { rc=0; ansible-test integration --local --python 3.12 --color no $(INTEGRATION_TARGETS) || rc=$$?; \
+		$(PY) tests/lab/lab.py stop-all --root $(WORK)/lab || true; exit $$rc; }
 
 lint: collection
 	cd $(COLL) && ansible-lint --profile production
