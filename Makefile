@@ -40,6 +40,7 @@ collection: setup
 	@mkdir -p $(COLL)
 	@git ls-files -co --exclude-standard -z | rsync -a --delete --from0 --files-from=- ./ $(COLL)/ \
 		--exclude tests/output
+	@mkdir -p $(COLL)/tests/integration
 	@printf '%s\n' '---' \
 		'ingress_lab_python: $(PY)' \
 		'ingress_lab_dir: $(COLL)/tests/lab' \
