@@ -34,12 +34,11 @@ help:
 setup:
 	@bash tests/utils/bootstrap.sh
 
-# Mirror the working tree (tracked and untracked, not ignored files) into the
+# Mirror the working tree (all but git-ignored files) into the
 # ansible_collections layout ansible-test requires.
 collection: setup
 	@mkdir -p $(COLL)
-	@git ls-files -co --exclude-standard -z | rsync -a --delete --from0 --files-from=- ./ $(COLL)/ \
-		--exclude tests/output
+	@rsync -a --delete --exclude=/.git --filter=':- .gitignore' ./ $(COLL)/
 	@mkdir -p $(COLL)/tests/integration
 	@printf '%s\n' '---' \
 		'ingress_lab_python: $(PY)' \
