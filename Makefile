@@ -72,7 +72,8 @@ test: sanity units integration lint build
 	@echo "make test: 5 passed, 0 failed (sanity, units, integration, lint, build)"
 
 demo: collection
-	cd $(COLL) && $(PY) tests/lab/demo.py
+	mkdir -p $(WORK)/lab
+	cd $(COLL) && $(PY) tests/demo/demo.py --lab-root $(WORK)/lab
 
 bench: collection
 	cd $(COLL) && $(PY) -m pytest -p no:cacheprovider tests/benchmarks -s
