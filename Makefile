@@ -11,8 +11,10 @@ SHELL := /bin/bash
 VENV        := $(CURDIR)/.venv
 PY          := $(VENV)/bin/python
 BIN         := $(VENV)/bin
-# Override per checkout or per parallel run: make WORK=/tmp/w1 integration
-WORK        ?= $(CURDIR)/.tmp
+# Outside the checkout: inside a git work tree ansible-test would list the
+# mirror's files through the outer repo's git and find none.
+# Override per parallel run: make WORK=/tmp/w1 integration
+WORK        ?= /tmp/ingress-haproxy-$(shell printf %s '$(CURDIR)' | md5sum | cut -c1-8)
 # ansible-test needs the collection at .../ansible_collections/ingress/haproxy.
 COLL_ROOT   := $(WORK)/collections
 COLL        := $(COLL_ROOT)/ansible_collections/ingress/haproxy
