@@ -77,8 +77,12 @@ demo: collection
 	mkdir -p $(WORK)/lab
 	cd $(COLL) && $(PY) tests/demo/demo.py --lab-root $(WORK)/lab
 
+# Benchmarks are measurements, never timed tests: they print ratios against a
+# baseline run in the same process and write docs/benchmarks.md.
 bench: collection
-	cd $(COLL) && $(PY) -m pytest -p no:cacheprovider tests/benchmarks -s
+	mkdir -p $(WORK)/lab
+	cd $(COLL) && $(PY) tests/benchmarks/run.py --lab-root $(WORK)/lab --out docs/benchmarks.md $(BENCH_ARGS)
+	cp $(COLL)/docs/benchmarks.md docs/benchmarks.md
 
 clean:
 	rm -rf $(WORK)
