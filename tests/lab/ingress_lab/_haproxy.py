@@ -1,0 +1,165 @@
+# Copyright (c) 2026, ingress.haproxy contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""One HAProxy process of the lab: TLS frontend on a crt-list, Runtime API on TCP and unix."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+from ._component import Component
+from ._errors import LabError
+from ._process import free_port
+from ._runtime import runtime_command
+
+HAPROXY = os.environ.get('INGRESS_LAB_HAPROXY', '/usr/sbin/haproxy')
+
+# Longest path a unix socket address can hold (sun_path, NUL included).
+_SUN_PATH_MAX = 108
+
+
+def haproxy_version(executable: str = HAPROXY) -> str:
+    """``2.6.12-1+deb12u4`` from the first line of ``haproxy -v``."""
+    try:
+        output = subprocess.run([executable, '-v'], capture_output=True, text=True, check=True,
+                                timeout=10).stdout
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise LabError(f'cannot run {executable} -v: {exc}') from exc
+    words = output.split()
+    if len(words) < 3 or words[0] != 'HAProxy':
+        raise LabError(f'unexpected output of {executable} -v: {output[:200]!r}')
+    return words[2]
+
+
+class HAProxyInstance(Component):
+    """Instance number ``index`` (1-based) listens on 127.0.0.(10 + index)."""
+
+    def __init__(self, state_dir: str, index: int, *, master_worker: bool,
+                 bufsize: int | None = None, nbthread: int | None = None) -> None:
+        super().__init__(state_dir)
+        self.index = index
+        self.name = f'h{index}'
+        self.address = f'127.0.0.{10 + index}'
+        self.master_worker = master_worker
+        self.bufsize = bufsize
+        self.nbthread = nbthread
+        self.tls_port = 0
+        self.runtime_port = 0
+        for path in (self.admin_socket, self.operator_socket, self.master_socket):
+            if len(path.encode()) >= _SUN_PATH_MAX:
+                raise LabError(f'unix socket path {path} is longer than {_SUN_PATH_MAX - 1} bytes: '
+                               'use a shorter --root')
+
+    @property
+    def cert_dir(self) -> str:
+        return os.path.join(self.workdir, 'certs')
+
+    @property
+    def crt_list(self) -> str:
+        return os.path.join(self.cert_dir, 'crt-list.txt')
+
+    @property
+    def default_cert(self) -> str:
+        return os.path.join(self.cert_dir, 'default.pem')
+
+    @property
+    def config(self) -> str:
+        return os.path.join(self.workdir, 'haproxy.cfg')
+
+    @property
+    def admin_socket(self) -> str:
+        return os.path.join(self.workdir, 'admin.sock')
+
+    @property
+    def operator_socket(self) -> str:
+        return os.path.join(self.workdir, 'operator.sock')
+
+    @property
+    def master_socket(self) -> str:
+        return os.path.join(self.workdir, 'master.sock')
+
+    def write_certificates(self, default_pem: bytes, extra: list[tuple[str, bytes]]) -> None:
+        """default.pem first (the frontend's default certificate), then ``extra`` (name, PEM)."""
+        os.makedirs(self.cert_dir, mode=0o700, exist_ok=True)
+        lines = []
+        for file_name, pem in [('default.pem', default_pem)] + extra:
+            path = os.path.join(self.cert_dir, file_name)
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(descriptor, 'wb') as out:
+                out.write(pem)
+            lines.append(path + '\n')
+        with open(self.crt_list, 'w', encoding='utf-8') as out:
+            out.writelines(lines)
+
+    def prepare(self) -> None:
+        self.tls_port = free_port(self.address)
+        self.runtime_port = free_port(self.address)
+        for path in (self.admin_socket, self.operator_socket, self.master_socket):
+            if os.path.exists(path):
+                os.unlink(path)
+        tuning = []
+        if self.nbthread:
+            tuning.append(f'    nbthread {self.nbthread}')
+        if self.bufsize:
+            tuning.append(f'    tune.bufsize {self.bufsize}')
+        text = '\n'.join([
+            f'# ingress.haproxy lab, instance {self.name} (generated, state dir {self.state_dir})',
+            'global',
+            f'    stats socket ipv4@{self.address}:{self.runtime_port} level admin',
+            f'    stats socket {self.admin_socket} mode 600 level admin',
+            f'    stats socket {self.operator_socket} mode 600 level operator',
+            '    stats timeout 2m',
+            *tuning,
+            '',
+            'defaults',
+            '    mode http',
+            '    timeout connect 5s',
+            '    timeout client 30s',
+            '    timeout server 30s',
+            '    timeout http-request 10s',
+            '',
+            'frontend tls',
+            f'    bind {self.address}:{self.tls_port} ssl crt-list {self.crt_list} alpn h2,http/1.1',
+            f'    http-request return status 200 content-type text/plain string "{self.name}\\n"',
+            '',
+        ])
+        with open(self.config, 'w', encoding='utf-8') as out:
+            out.write(text)
+
+    def argv(self) -> list[str]:
+        if self.master_worker:
+            return [HAPROXY, '-W', '-db', '-S', self.master_socket, '-f', self.config]
+        return [HAPROXY, '-db', '-f', self.config]
+
+    def probe(self) -> bool:
+        """The worker answers ``show info`` (and, in master-worker mode, the master ``show proc``)."""
+        try:
+            if 'Pid:' not in runtime_command(self.admin_socket, 'show info', timeout=0.5):
+                return False
+            if self.master_worker:
+                return 'worker' in runtime_command(self.master_socket, 'show proc', timeout=0.5)
+        except LabError:
+            return False
+        return True
+
+    def state(self) -> dict:
+        return {
+            'name': self.name,
+            'index': self.index,
+            'address': self.address,
+            'pid': self.daemon.pid if self.daemon else None,
+            'tls_port': self.tls_port,
+            'runtime_tcp': f'{self.address}:{self.runtime_port}',
+            'runtime_unix': self.admin_socket,
+            'runtime_operator': self.operator_socket,
+            'master_cli': self.master_socket if self.master_worker else None,
+            'master_worker': self.master_worker,
+            'cert_dir': self.cert_dir,
+            'crt_list': self.crt_list,
+            'default_cert': self.default_cert,
+            'config': self.config,
+            'log': self.log_path,
+            'bufsize': self.bufsize or 16384,
+        }
