@@ -358,7 +358,12 @@ def load_state(state_dir: str) -> dict:
 
 
 def stop_lab(state_dir: str, keep: bool = False) -> list[str]:
-    """Stop the lab recorded in ``state_dir`` (only the PIDs recorded there)."""
+    """Stop the lab recorded in ``state_dir`` (only the PIDs recorded there).
+
+    A state dir that no longer exists was stopped already: nothing to do.
+    """
+    if not os.path.exists(state_dir):
+        return [f'{state_dir} does not exist: nothing to stop']
     return Lab.attach(state_dir, keep=keep).stop()
 
 
