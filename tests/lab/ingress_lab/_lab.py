@@ -247,6 +247,20 @@ class Lab:
         self._daemons = [known for known in self._daemons if known.pid != daemon.pid]
         self._save()
 
+    def _refresh(self) -> None:
+        """Take in processes another Lab object (or the CLI) recorded for this state dir meanwhile."""
+        try:
+            with open(os.path.join(self.state_dir, STATE_FILE), encoding='utf-8') as state_file:
+                recorded = json.load(state_file)
+        except (OSError, ValueError):
+            return
+        known = {daemon.pid for daemon in self._daemons}
+        for entry in recorded.get('processes', []):
+            if entry['pid'] not in known:
+                self._daemons.append(Daemon.from_dict(entry))
+        if recorded.get('instances'):
+            self.state['instances'] = recorded['instances']
+
     def _save(self) -> None:
         self.state['processes'] = [daemon.as_dict() for daemon in self._daemons]
         _write_json_private(os.path.join(self.state_dir, STATE_FILE), self.state)
@@ -262,6 +276,7 @@ class Lab:
 
     def stop_instance(self, name: str) -> list[str]:
         """Stop one HAProxy instance (e.g. to show that a push fails for it alone)."""
+        self._refresh()
         self._instance(name)
         daemons = [daemon for daemon in self._daemons if daemon.name == name]
         report = stop_daemons(daemons, self.state_dir)
@@ -273,6 +288,7 @@ class Lab:
 
     def start_instance(self, name: str) -> dict:
         """Start a stopped instance again: same config, ports and certificate files on disk."""
+        self._refresh()
         instance = self._instance(name)
         if any(daemon.name == name and is_ours(daemon, self.state_dir) for daemon in self._daemons):
             raise LabError(f'instance {name} is already running')
@@ -298,6 +314,7 @@ class Lab:
         """Stop every process this lab started; remove the state dir unless ``keep``."""
         if not self.state_dir:
             return []
+        self._refresh()
         report = stop_daemons(self._daemons, self.state_dir)
         survivors = [daemon for daemon in self._daemons if is_ours(daemon, self.state_dir)]
         if survivors:
