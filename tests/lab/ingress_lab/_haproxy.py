@@ -47,7 +47,7 @@ class HAProxyInstance(Component):
         self.nbthread = nbthread
         self.tls_port = 0
         self.runtime_port = 0
-        for path in (self.admin_socket, self.operator_socket, self.master_socket):
+        for path in (self.admin_socket, self.operator_socket, self.user_socket, self.master_socket):
             if len(path.encode()) >= _SUN_PATH_MAX:
                 raise LabError(f'unix socket path {path} is longer than {_SUN_PATH_MAX - 1} bytes: '
                                'use a shorter --root')
@@ -77,6 +77,10 @@ class HAProxyInstance(Component):
         return os.path.join(self.workdir, 'operator.sock')
 
     @property
+    def user_socket(self) -> str:
+        return os.path.join(self.workdir, 'user.sock')
+
+    @property
     def master_socket(self) -> str:
         return os.path.join(self.workdir, 'master.sock')
 
@@ -96,7 +100,7 @@ class HAProxyInstance(Component):
     def prepare(self) -> None:
         self.tls_port = free_port(self.address)
         self.runtime_port = free_port(self.address)
-        for path in (self.admin_socket, self.operator_socket, self.master_socket):
+        for path in (self.admin_socket, self.operator_socket, self.user_socket, self.master_socket):
             if os.path.exists(path):
                 os.unlink(path)
         tuning = []
@@ -110,6 +114,7 @@ class HAProxyInstance(Component):
             f'    stats socket ipv4@{self.address}:{self.runtime_port} level admin',
             f'    stats socket {self.admin_socket} mode 600 level admin',
             f'    stats socket {self.operator_socket} mode 600 level operator',
+            f'    stats socket {self.user_socket} mode 600 level user',
             '    stats timeout 2m',
             *tuning,
             '',
@@ -154,6 +159,7 @@ class HAProxyInstance(Component):
             'runtime_tcp': f'{self.address}:{self.runtime_port}',
             'runtime_unix': self.admin_socket,
             'runtime_operator': self.operator_socket,
+            'runtime_user': self.user_socket,
             'master_cli': self.master_socket if self.master_worker else None,
             'master_worker': self.master_worker,
             'cert_dir': self.cert_dir,
