@@ -1,0 +1,531 @@
+# Copyright (c) ingress.haproxy contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+# This module_utils is private, not for use outside this collection.
+# Its interface may change without notice.
+
+"""A client for HAProxy's Runtime API (the stats socket / master CLI).
+
+One ``RuntimeSession`` is one connection in interactive ``prompt`` mode: many
+commands, every reply read up to the prompt, a deadline on the connect and on
+every reply. Commands that change certificates check HAProxy's reply against
+its own success texts; anything else raises a ``RuntimeApiError`` subclass
+carrying the endpoint, the command (never its payload) and the reply.
+
+No Ansible import and no subprocess: plain sockets only.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import time
+
+DEFAULT_TIMEOUT = 10.0
+# HAProxy's default tune.bufsize. A command (line + payload) must stay below it:
+# 2.6.12 closes the connection without a reply when it is larger, and crashes
+# when it is exactly this size (both seen on Debian's 2.6.12-1+deb12u4).
+DEFAULT_BUFSIZE = 16384
+# Kept free below tune.bufsize, in case a build reserves a little of the buffer.
+BUFSIZE_MARGIN = 64
+# "Operations on certificates are currently locked!" lasts as long as another
+# client's commit; retried for this long (capped by the session timeout).
+LOCK_RETRY_SECONDS = 5.0
+
+_PROCESS_RE = re.compile(r"^@(?:!?[0-9]+|master)$")
+_HOST_RE = re.compile(r"^[A-Za-z0-9._-]+$")
+_CONTINUATION_RE = re.compile(r"^(?:\+ )+")
+_LOCKED_TEXT = "Operations on certificates are currently locked!"
+_SET_REPLY_RE = re.compile(r"^Transaction (?:created|updated) for certificate (?P<path>.+)!$", re.MULTILINE)
+_OTHER_TRANSACTION_RE = re.compile(r"The ongoing transaction is about '(?P<path>[^']*)'")
+
+
+class RuntimeApiError(Exception):
+    """Any failure talking to HAProxy's Runtime API.
+
+    ``endpoint`` is the endpoint as the user wrote it, ``command`` the command
+    line (never a payload), ``reply`` what HAProxy answered (may be empty).
+    """
+
+    def __init__(self, message, endpoint=None, command=None, reply=None):
+        super().__init__(message)
+        self.message = message
+        self.endpoint = endpoint
+        self.command = command
+        self.reply = reply
+
+    def __str__(self):
+        return self.message
+
+
+class EndpointError(RuntimeApiError):
+    """The endpoint or process prefix is not something this client can connect to."""
+
+
+class ConnectError(RuntimeApiError):
+    """Connecting failed (refused, no such socket, unreachable)."""
+
+
+class ReplyTimeout(RuntimeApiError):
+    """No complete reply (or no connection) within the timeout."""
+
+
+class ConnectionClosed(RuntimeApiError):
+    """HAProxy closed the connection before the prompt came back."""
+
+
+class PayloadTooLarge(RuntimeApiError):
+    """A command would not fit HAProxy's tune.bufsize; nothing was sent."""
+
+
+class CommandFailed(RuntimeApiError):
+    """HAProxy answered a command with something other than its success text."""
+
+
+class PermissionDenied(CommandFailed):
+    """The socket's level is below ``admin``."""
+
+
+class NotFound(CommandFailed):
+    """The certificate or crt-list named in a command is not loaded."""
+
+
+class TransactionConflict(CommandFailed):
+    """A certificate transaction on another certificate (``pending_path``) is open."""
+
+    def __init__(self, message, pending_path, endpoint=None, command=None, reply=None):
+        super().__init__(message, endpoint=endpoint, command=command, reply=reply)
+        self.pending_path = pending_path
+
+
+class NoTransaction(CommandFailed):
+    """``abort``/``commit`` found no open transaction."""
+
+
+class Endpoint:
+    """Where a Runtime API listens: a unix socket path or a TCP host and port."""
+
+    def __init__(self, text, family, address, port=None):
+        self.text = text
+        self.family = family
+        self.address = address
+        self.port = port
+
+    @property
+    def is_unix(self):
+        return self.family == "unix"
+
+    def __str__(self):
+        return self.text
+
+    def __repr__(self):
+        return "Endpoint(%r)" % self.text
+
+    def __eq__(self, other):
+        if not isinstance(other, Endpoint):
+            return NotImplemented
+        return (self.family, self.address, self.port) == (other.family, other.address, other.port)
+
+    def __hash__(self):
+        return hash((self.family, self.address, self.port))
+
+
+_ENDPOINT_FORMS = "/path/to/socket, unix:/path, tcp:HOST:PORT, HOST:PORT or [IPv6]:PORT"
+
+
+def _parse_port(text, endpoint):
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise EndpointError(
+            "endpoint %r: port %r is not a number from 1 to 65535" % (endpoint, text), endpoint=endpoint
+        )
+    return int(text)
+
+
+def parse_endpoint(text):
+    """Parse an endpoint string; raise ``EndpointError`` naming what is wrong."""
+    if not isinstance(text, str) or not text.strip():
+        raise EndpointError("the endpoint is empty; expected %s" % _ENDPOINT_FORMS, endpoint=text)
+    if text != text.strip() or any(char in text for char in "\r\n\t\0"):
+        raise EndpointError("endpoint %r holds whitespace or control characters" % text, endpoint=text)
+    if text.startswith("unix:"):
+        path = text[len("unix:"):]
+        if not path:
+            raise EndpointError("endpoint %r names no socket path after 'unix:'" % text, endpoint=text)
+        return Endpoint(text, "unix", path)
+    if text.startswith("/"):
+        return Endpoint(text, "unix", text)
+    rest = text[len("tcp:"):] if text.startswith("tcp:") else text
+    if rest.startswith("["):
+        close = rest.find("]")
+        if close < 0 or rest[close + 1:close + 2] != ":":
+            raise EndpointError(
+                "endpoint %r: an IPv6 endpoint is written [ADDRESS]:PORT" % text, endpoint=text
+            )
+        host = rest[1:close]
+        try:
+            socket.inet_pton(socket.AF_INET6, host)
+        except (OSError, ValueError):
+            raise EndpointError("endpoint %r: %r is not an IPv6 address" % (text, host), endpoint=text)
+        return Endpoint(text, "tcp", host, _parse_port(rest[close + 2:], text))
+    host, separator, port = rest.rpartition(":")
+    if not separator or not host:
+        raise EndpointError(
+            "endpoint %r is neither a socket path nor HOST:PORT; expected %s" % (text, _ENDPOINT_FORMS),
+            endpoint=text,
+        )
+    if ":" in host:
+        raise EndpointError(
+            "endpoint %r: write an IPv6 address in brackets, as [%s]:%s" % (text, host, port), endpoint=text
+        )
+    if not _HOST_RE.match(host):
+        raise EndpointError("endpoint %r: %r is not a host name or address" % (text, host), endpoint=text)
+    return Endpoint(text, "tcp", host, _parse_port(port, text))
+
+
+def check_process(process, endpoint=None):
+    """Validate a master CLI process prefix (``@1``, ``@!1234``, ``@master``)."""
+    if process is None or process == "":
+        return None
+    if not isinstance(process, str) or not _PROCESS_RE.match(process):
+        raise EndpointError(
+            "process %r is not a master CLI prefix; expected @N (Nth worker), @!PID or @master" % (process,),
+            endpoint=endpoint,
+        )
+    return process
+
+
+def payload_lines(text):
+    """The payload as HAProxy must receive it: LF endings, no blank line (a blank line ends a payload)."""
+    lines = [line.rstrip("\r") for line in text.replace("\r\n", "\n").split("\n")]
+    return "\n".join(line for line in lines if line.strip()) + "\n"
+
+
+class RuntimeSession:
+    """One connection to one HAProxy process, in ``prompt`` mode.
+
+    Use as a context manager. ``process`` prefixes every command (master CLI).
+    ``bufsize`` is the target's tune.bufsize; payload commands that would not
+    fit are refused (``PayloadTooLarge``) before anything is sent.
+    """
+
+    def __init__(self, endpoint, process=None, timeout=DEFAULT_TIMEOUT, bufsize=DEFAULT_BUFSIZE):
+        self.endpoint = endpoint if isinstance(endpoint, Endpoint) else parse_endpoint(endpoint)
+        self.process = check_process(process, endpoint=str(self.endpoint))
+        if not timeout or timeout <= 0:
+            raise EndpointError("timeout must be a positive number of seconds, not %r" % (timeout,),
+                                endpoint=str(self.endpoint))
+        self.timeout = float(timeout)
+        self.bufsize = int(bufsize)
+        self.commands_sent = 0
+        self._sock = None
+        self._prompt = None
+
+    # -- connection -------------------------------------------------------
+
+    def __enter__(self):
+        self.open()
+        return self
+
+    def __exit__(self, exc_type, exc_value, traceback):
+        self.close()
+
+    @property
+    def max_command_bytes(self):
+        """Largest command (line + payload + terminating blank line) HAProxy accepts in one buffer."""
+        return self.bufsize - BUFSIZE_MARGIN
+
+    def _error(self, cls, message, command=None, reply=None, **kwargs):
+        return cls(message, endpoint=str(self.endpoint), command=command, reply=reply, **kwargs)
+
+    def open(self):
+        endpoint = self.endpoint
+        try:
+            if endpoint.is_unix:
+                sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                try:
+                    sock.settimeout(self.timeout)
+                    sock.connect(endpoint.address)
+                except BaseException:
+                    sock.close()
+                    raise
+            else:
+                sock = socket.create_connection((endpoint.address, endpoint.port), timeout=self.timeout)
+        except socket.timeout:
+            raise self._error(ReplyTimeout, "no connection to the Runtime API at %s within %gs"
+                              % (endpoint, self.timeout))
+        except (OSError, UnicodeError) as exc:
+            raise self._error(ConnectError, "cannot connect to the Runtime API at %s: %s"
+                              % (endpoint, getattr(exc, "strerror", None) or exc))
+        self._sock = sock
+        # The reply to "prompt" is the prompt itself: "\n> " on a worker, "master> " on the master CLI.
+        raw = self._exchange(b"prompt\n", "prompt", first=True)
+        self._prompt = raw.lstrip(b"\n")
+        if self._prompt.startswith(b"master") and not self.process:
+            self.close()
+            raise self._error(
+                EndpointError,
+                "%s is a master CLI: set process (@1 for the first worker, @!PID for one process)" % endpoint,
+                command="prompt",
+            )
+
+    def close(self):
+        if self._sock is not None:
+            try:
+                self._sock.close()
+            finally:
+                self._sock = None
+
+    # -- raw exchange -----------------------------------------------------
+
+    def _complete(self, received, first):
+        if first:
+            stripped = received.lstrip(b"\n")
+            return stripped.endswith(b"> ") and b"\n" not in stripped
+        return received.endswith(b"\n" + self._prompt)
+
+    def _exchange(self, data, command, first=False):
+        if self._sock is None:
+            raise self._error(ConnectionClosed, "the connection to %s is closed" % self.endpoint, command=command)
+        deadline = time.monotonic() + self.timeout
+        try:
+            self._sock.settimeout(self.timeout)
+            self._sock.sendall(data)
+            self.commands_sent += 1
+            received = b""
+            while not self._complete(received, first):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise socket.timeout()
+                self._sock.settimeout(remaining)
+                chunk = self._sock.recv(65536)
+                if not chunk:
+                    self.close()
+                    text = _CONTINUATION_RE.sub("", received.decode("utf-8", "replace")).strip()
+                    if text:
+                        raise self._error(
+                            ConnectionClosed,
+                            "HAProxy at %s closed the connection after `%s`: %s" % (self.endpoint, command, text),
+                            command=command, reply=text,
+                        )
+                    raise self._error(
+                        ConnectionClosed,
+                        "HAProxy at %s closed the connection without answering `%s`" % (self.endpoint, command),
+                        command=command, reply="",
+                    )
+                received += chunk
+        except socket.timeout:
+            self.close()
+            raise self._error(ReplyTimeout, "no complete reply from %s to `%s` within %gs"
+                              % (self.endpoint, command, self.timeout), command=command)
+        except OSError as exc:
+            self.close()
+            raise self._error(ConnectionClosed, "connection to %s failed during `%s`: %s"
+                              % (self.endpoint, command, exc.strerror or exc), command=command)
+        return received
+
+    def _reply_text(self, raw):
+        body = raw[:-len(self._prompt)] if raw.endswith(self._prompt) else raw
+        text = body.decode("utf-8", "replace")
+        # Each payload line earns a "+ " continuation prompt before the answer.
+        text = _CONTINUATION_RE.sub("", text)
+        return text.rstrip("\n")
+
+    def execute(self, command, payload=None):
+        """Send one command (and its payload) in one write; return the reply without prompt.
+
+        ``command`` is one line. A ``payload`` is sent after ``<<`` with blank
+        lines removed and ends with one empty line. Nothing is checked here.
+        """
+        if "\n" in command or "\r" in command:
+            raise self._error(CommandFailed, "a command is one line: %r" % command.splitlines()[0], command=command)
+        line = "%s %s" % (self.process, command) if self.process else command
+        if payload is None:
+            data = (line + "\n").encode("utf-8")
+        else:
+            data = ("%s <<\n%s\n" % (line, payload_lines(payload))).encode("utf-8")
+            if len(data) > self.max_command_bytes:
+                raise self._error(
+                    PayloadTooLarge,
+                    "`%s` with its payload is %d bytes, more than HAProxy's buffer takes (tune.bufsize %d, at most "
+                    "%d bytes per command); nothing was sent" % (command, len(data), self.bufsize,
+                                                               self.max_command_bytes),
+                    command=command,
+                )
+        return self._reply_text(self._exchange(data, command))
+
+    # -- checked commands ---------------------------------------------------
+
+    def _fail(self, command, reply, what):
+        if reply.strip() == "Permission denied":
+            raise self._error(
+                PermissionDenied,
+                "the Runtime API socket at %s needs level admin: HAProxy answered 'Permission denied' to `%s`"
+                % (self.endpoint, command), command=command, reply=reply,
+            )
+        other = _OTHER_TRANSACTION_RE.search(reply)
+        if other:
+            raise self._error(
+                TransactionConflict,
+                "a certificate transaction on %s is open on %s; HAProxy refused `%s`: %s"
+                % (other.group("path"), self.endpoint, command, _one_line(reply)),
+                pending_path=other.group("path"), command=command, reply=reply,
+            )
+        raise self._error(CommandFailed, "HAProxy at %s refused `%s` (%s): %s"
+                          % (self.endpoint, command, what, _one_line(reply)), command=command, reply=reply)
+
+    def _run_locked(self, command, payload=None):
+        """Run a certificate command, retrying while another client holds the certificate lock."""
+        deadline = time.monotonic() + min(LOCK_RETRY_SECONDS, self.timeout)
+        delay = 0.05
+        while True:
+            reply = self.execute(command, payload)
+            if _LOCKED_TEXT not in reply or time.monotonic() + delay > deadline:
+                return reply
+            time.sleep(delay)
+            delay = min(delay * 2, 0.5)
+
+    def cli_level(self):
+        """``admin``, ``operator`` or ``user``; None when the HAProxy is too old to say."""
+        reply = self.execute("show cli level").strip()
+        return reply if reply in ("admin", "operator", "user") else None
+
+    def require_admin(self):
+        level = self.cli_level()
+        if level is not None and level != "admin":
+            raise self._error(
+                PermissionDenied,
+                "the Runtime API socket at %s needs level admin; it has level %s" % (self.endpoint, level),
+                command="show cli level", reply=level,
+            )
+
+    def show_ssl_cert_list(self):
+        """The raw ``show ssl cert`` listing (``# transaction`` head, ``# filename`` list)."""
+        command = "show ssl cert"
+        reply = self._run_locked(command)
+        if reply.startswith("#") or reply == "":
+            return reply
+        if reply.strip() == "Can't allocate memory!":
+            # What HAProxy says to a socket below level operator.
+            raise self._error(
+                PermissionDenied,
+                "the Runtime API socket at %s needs level admin: HAProxy answered \"Can't allocate memory!\" to `%s`"
+                % (self.endpoint, command), command=command, reply=reply,
+            )
+        return self._fail(command, reply, "expected a certificate listing")
+
+    def show_ssl_cert(self, path):
+        """The raw detail of one loaded certificate (``*PATH``: the open transaction); NotFound if unknown."""
+        command = "show ssl cert %s" % path
+        reply = self._run_locked(command)
+        if reply.startswith("Filename:"):
+            return reply
+        if reply.startswith("Can't display the certificate"):
+            raise self._error(NotFound, "%s is not loaded in HAProxy at %s" % (path.lstrip("*"), self.endpoint),
+                              command=command, reply=reply)
+        if reply.strip() == "Can't allocate memory!":
+            raise self._error(
+                PermissionDenied,
+                "the Runtime API socket at %s needs level admin: HAProxy answered \"Can't allocate memory!\" to `%s`"
+                % (self.endpoint, command), command=command, reply=reply,
+            )
+        return self._fail(command, reply, "expected the certificate's details")
+
+    def set_ssl_cert(self, path, payload):
+        """Open or update the transaction for ``path``; return the path HAProxy says it updated.
+
+        Raises ``TransactionConflict`` when the reply names another certificate
+        (Debian's 2.6.12 answers a ``set`` on B while A is open with
+        "Transaction updated for certificate A!" and overwrites A's content).
+        ``path`` may end in ``.key`` to send the private key alone.
+        """
+        command = "set ssl cert %s" % path
+        reply = self._run_locked(command, payload)
+        match = _SET_REPLY_RE.search(reply)
+        if match:
+            named = match.group("path")
+            expected = path[:-len(".key")] if path.endswith(".key") else path
+            if named not in (path, expected):
+                raise self._error(
+                    TransactionConflict,
+                    "a certificate transaction on %s is open on %s: HAProxy answered `%s` with %r"
+                    % (named, self.endpoint, command, _one_line(reply)),
+                    pending_path=named, command=command, reply=reply,
+                )
+            return named
+        return self._fail(command, reply, "expected 'Transaction created/updated for certificate %s!'" % path)
+
+    def commit_ssl_cert(self, path):
+        command = "commit ssl cert %s" % path
+        reply = self._run_locked(command)
+        lines = reply.strip().splitlines()
+        if lines and lines[0].startswith("Committing") and lines[-1] == "Success!":
+            return reply
+        if "No ongoing transaction" in reply:
+            raise self._error(NoTransaction, "no open transaction on %s to commit on %s: %s"
+                              % (path, self.endpoint, _one_line(reply)), command=command, reply=reply)
+        return self._fail(command, reply, "expected 'Success!'")
+
+    def abort_ssl_cert(self, path):
+        """Abort the transaction on ``path``; True if one was aborted, False if none was open."""
+        command = "abort ssl cert %s" % path
+        reply = self._run_locked(command)
+        if reply.startswith("Transaction aborted for certificate"):
+            return True
+        if reply.strip() == "No ongoing transaction!":
+            return False
+        return self._fail(command, reply, "expected 'Transaction aborted for certificate'")
+
+    def new_ssl_cert(self, path):
+        command = "new ssl cert %s" % path
+        reply = self._run_locked(command)
+        if reply.startswith("New empty certificate store"):
+            return reply
+        return self._fail(command, reply, "expected 'New empty certificate store'")
+
+    def del_ssl_cert(self, path):
+        command = "del ssl cert %s" % path
+        reply = self._run_locked(command)
+        if reply.startswith("Certificate '") and reply.rstrip().endswith("deleted!"):
+            return reply
+        return self._fail(command, reply, "expected 'Certificate ... deleted!'")
+
+    def show_ssl_crt_lists(self):
+        """The raw list of crt-list (and directory) names."""
+        command = "show ssl crt-list"
+        reply = self._run_locked(command)
+        if reply.strip() == "Permission denied":
+            return self._fail(command, reply, "")
+        return reply
+
+    def show_ssl_crt_list(self, name):
+        """The raw entries of one crt-list, with line numbers (``-n``)."""
+        command = "show ssl crt-list -n %s" % name
+        reply = self._run_locked(command)
+        if reply.startswith("# "):
+            return reply
+        if "didn't find the specified filename" in reply:
+            raise self._error(NotFound, "crt-list %s is not loaded in HAProxy at %s" % (name, self.endpoint),
+                              command=command, reply=reply)
+        return self._fail(command, reply, "expected the crt-list's entries")
+
+    def add_ssl_crt_list(self, crt_list, line):
+        """Add one crt-list line (``PATH [OPTIONS] FILTERS``), sent as a payload so options and filters apply."""
+        command = "add ssl crt-list %s" % crt_list
+        reply = self._run_locked(command, line)
+        lines = reply.strip().splitlines()
+        if lines and lines[0].startswith("Inserting certificate") and lines[-1] == "Success!":
+            return reply
+        return self._fail(command, reply, "expected 'Inserting certificate ... Success!'")
+
+    def del_ssl_crt_list(self, crt_list, entry):
+        """Delete one crt-list entry (``PATH`` or ``PATH:LINE``)."""
+        command = "del ssl crt-list %s %s" % (crt_list, entry)
+        reply = self._run_locked(command)
+        if reply.startswith("Entry '") and " deleted in crtlist " in reply:
+            return reply
+        return self._fail(command, reply, "expected 'Entry ... deleted in crtlist'")
+
+
+def _one_line(reply):
+    return " / ".join(line.strip() for line in reply.strip().splitlines() if line.strip()) or "(empty reply)"

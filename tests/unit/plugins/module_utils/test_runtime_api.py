@@ -1,0 +1,570 @@
+# Copyright (c) ingress.haproxy contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""The Runtime API client.
+
+Against the real HAProxy 2.6.12 of the lab for everything it can be made to
+do; against a scripted socket replaying recorded replies (captured 2.6.12,
+reconstructed 2.4/2.8/3.2/3.3) for what it cannot: other versions' texts, a
+held certificate lock, a server that stops mid-reply.
+"""
+
+from __future__ import annotations
+
+import datetime
+import glob
+import json
+import os
+import socket
+import sys
+import threading
+import time
+
+import pytest
+
+from ansible_collections.ingress.haproxy.plugins.module_utils import _runtime_api as api
+from ansible_collections.ingress.haproxy.plugins.module_utils._ssl_cert_status import (
+    parse_cert_detail,
+    parse_cert_list,
+    parse_crt_list,
+)
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+FIXTURES = os.path.join(HERE, "fixtures")
+LAB_DIR = os.path.normpath(os.path.join(HERE, "..", "..", "..", "lab"))
+
+
+def _documents():
+    documents = []
+    for path in sorted(glob.glob(os.path.join(FIXTURES, "haproxy-*.json"))):
+        with open(path) as handle:
+            documents.append(json.load(handle))
+    return documents
+
+
+DOCUMENTS = _documents()
+DOCUMENT_IDS = [document["haproxy_version"] for document in DOCUMENTS]
+CAPTURED = [document for document in DOCUMENTS if document["source"].startswith("captured")][0]
+
+
+# -- endpoints -------------------------------------------------------------
+
+@pytest.mark.parametrize("text, family, address, port", [
+    ("/run/haproxy/admin.sock", "unix", "/run/haproxy/admin.sock", None),
+    ("unix:/run/haproxy/admin.sock", "unix", "/run/haproxy/admin.sock", None),
+    ("unix:relative.sock", "unix", "relative.sock", None),
+    ("tcp:127.0.0.1:9999", "tcp", "127.0.0.1", 9999),
+    ("127.0.0.1:9999", "tcp", "127.0.0.1", 9999),
+    ("tasks.haproxy:9999", "tcp", "tasks.haproxy", 9999),
+    ("[::1]:9999", "tcp", "::1", 9999),
+    ("tcp:[fe80::1]:1", "tcp", "fe80::1", 1),
+])
+def test_parse_endpoint(text, family, address, port):
+    endpoint = api.parse_endpoint(text)
+    assert (endpoint.family, endpoint.address, endpoint.port) == (family, address, port)
+    assert str(endpoint) == text
+
+
+@pytest.mark.parametrize("text, reason", [
+    ("", "empty"),
+    ("   ", "empty"),
+    ("unix:", "no socket path"),
+    ("127.0.0.1", "neither a socket path nor HOST:PORT"),
+    ("127.0.0.1:", "port ''"),
+    ("127.0.0.1:0", "port '0'"),
+    ("127.0.0.1:65536", "port '65536'"),
+    ("127.0.0.1:http", "port 'http'"),
+    ("::1:9999", "in brackets"),
+    ("[::1]9999", "[ADDRESS]:PORT"),
+    ("[not-v6]:9999", "not an IPv6 address"),
+    ("bad host:1", "not a host name"),
+    ("ho$t:1", "not a host name"),
+    (" 127.0.0.1:1", "whitespace"),
+])
+def test_parse_endpoint_rejects(text, reason):
+    with pytest.raises(api.EndpointError) as info:
+        api.parse_endpoint(text)
+    assert reason in str(info.value)
+
+
+@pytest.mark.parametrize("process", ["@1", "@12", "@!4242", "@master"])
+def test_process_prefix(process):
+    assert api.check_process(process) == process
+
+
+@pytest.mark.parametrize("process", ["1", "@", "@-1", "@!", "@1 show", "@!x"])
+def test_process_prefix_rejects(process):
+    with pytest.raises(api.EndpointError) as info:
+        api.check_process(process)
+    assert "master CLI prefix" in str(info.value)
+
+
+def test_payload_lines_drop_blank_lines():
+    # A blank line ends a payload: inside a PEM it would cut the key off.
+    assert api.payload_lines("A\r\n\r\nB\n  \nC") == "A\nB\nC\n"
+
+
+# -- a scripted socket ----------------------------------------------------
+
+class Script(threading.Thread):
+    """A one-connection server: checks each command it receives and sends the recorded reply.
+
+    ``steps`` is a list of ``(expected command line, reply)``; a reply is text,
+    ``"silent"`` (never answer), ``"close"`` (hang up) or ``(text,)`` (answer, then hang up).
+    Payload commands are read up to their empty line. Received commands are kept.
+    """
+
+    def __init__(self, steps, family=socket.AF_INET, path=None):
+        super().__init__(daemon=True)
+        self.steps = list(steps)
+        self.received = []
+        self.errors = []
+        self.server = socket.socket(family, socket.SOCK_STREAM)
+        if family == socket.AF_UNIX:
+            self.server.bind(path)
+            self.endpoint = path
+        else:
+            self.server.bind(("127.0.0.1", 0))
+            self.endpoint = "127.0.0.1:%d" % self.server.getsockname()[1]
+        self.server.listen(1)
+        self.server.settimeout(10)
+        self.start()
+
+    def _read_command(self, conn, pending):
+        while b"\n" not in pending:
+            data = conn.recv(65536)
+            if not data:
+                return None, pending
+            pending += data
+        line, pending = pending.split(b"\n", 1)
+        text = line.decode()
+        if text.endswith(" <<"):
+            while b"\n\n" not in b"\n" + pending:
+                data = conn.recv(65536)
+                if not data:
+                    return None, pending
+                pending += data
+            payload, pending = (b"\n" + pending).split(b"\n\n", 1)
+            text = text + "\n" + payload[1:].decode() + "\n"
+        return text, pending
+
+    def run(self):
+        try:
+            conn, dummy_address = self.server.accept()
+        except OSError:
+            return
+        pending = b""
+        with conn:
+            conn.settimeout(10)
+            for expected, reply in self.steps:
+                command, pending = self._read_command(conn, pending)
+                if command is None:
+                    return
+                self.received.append(command)
+                if command.split("\n")[0].split(" <<")[0] != expected:
+                    self.errors.append("expected %r, got %r" % (expected, command))
+                    return
+                if reply == "silent":
+                    time.sleep(30)
+                    return
+                if reply == "close":
+                    return
+                close_after = isinstance(reply, tuple)
+                if close_after:
+                    reply = reply[0]
+                conn.sendall(reply if isinstance(reply, bytes) else reply.encode("latin-1"))
+                if close_after:
+                    return
+            # Wait for the client to hang up.
+            try:
+                conn.recv(1)
+            except OSError:
+                pass
+
+    def finish(self):
+        self.server.close()
+        self.join(5)
+        assert not self.errors
+
+
+def exchange(document, name):
+    item = document["exchanges"][name]
+    return item["command"], item["reply"]
+
+
+def steps_of(document, *names):
+    return [exchange(document, "prompt")] + [exchange(document, name) for name in names]
+
+
+@pytest.mark.parametrize("document", DOCUMENTS, ids=DOCUMENT_IDS)
+def test_replayed_transaction(document):
+    a = document["paths"]["a"]
+    # The capture commits certificate b under "commit" and a under "commit_split".
+    commit = "commit_split" if "commit_split" in document["exchanges"] else "commit"
+    script = Script(steps_of(document, "show_ssl_cert", "set_created", commit, "show_ssl_cert_ec"))
+    with api.RuntimeSession(script.endpoint, timeout=5) as session:
+        assert parse_cert_list(session.show_ssl_cert_list()).paths
+        assert session.set_ssl_cert(a, "-----BEGIN CERTIFICATE-----\nAAAA\n\n-----END CERTIFICATE-----\n") == a
+        session.commit_ssl_cert(a)
+        assert parse_cert_detail(session.show_ssl_cert(a)).path == a
+        assert session.commands_sent == 5
+    script.finish()
+    # One write per command: the line, "<<", the payload without its blank line, one empty line.
+    assert script.received[2] == "set ssl cert %s <<\n-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n" % a
+
+
+@pytest.mark.parametrize("document", DOCUMENTS, ids=DOCUMENT_IDS)
+def test_replayed_conflict_names_the_other_certificate(document):
+    # 2.4-2.8 answer "Transaction updated for certificate A!" to a set on B; 3.2+ refuse naming A. Both are conflicts.
+    a, b = document["paths"]["a"], document["paths"]["b"]
+    script = Script(steps_of(document, "set_while_other_open"))
+    with api.RuntimeSession(script.endpoint, timeout=5) as session:
+        with pytest.raises(api.TransactionConflict) as info:
+            session.set_ssl_cert(b, "x")
+    script.finish()
+    assert info.value.pending_path == a
+    assert a in str(info.value) and "set ssl cert %s" % b in str(info.value)
+    assert info.value.endpoint == script.endpoint
+
+
+@pytest.mark.parametrize("document", DOCUMENTS, ids=DOCUMENT_IDS)
+def test_replayed_not_found(document):
+    script = Script(steps_of(document, "show_ssl_cert_not_found"))
+    with api.RuntimeSession(script.endpoint, timeout=5) as session:
+        with pytest.raises(api.NotFound) as info:
+            session.show_ssl_cert("/etc/haproxy/unknown.pem")
+    script.finish()
+    assert "/etc/haproxy/unknown.pem is not loaded" in str(info.value)
+
+
+@pytest.mark.parametrize("document", DOCUMENTS, ids=DOCUMENT_IDS)
+def test_replayed_crt_list(document):
+    name = document["paths"]["crt_list"]
+    script = Script(steps_of(document, "show_ssl_crt_list_n"))
+    with api.RuntimeSession(script.endpoint, timeout=5) as session:
+        listed, entries = parse_crt_list(session.show_ssl_crt_list(name))
+    script.finish()
+    assert listed == name and len(entries) >= 3
+
+
+@pytest.mark.parametrize("name, error, words", [
+    ("operator_set", api.PermissionDenied, "needs level admin"),
+    ("set_unknown", api.CommandFailed, "not referenced by the configuration"),
+    ("set_garbage", api.CommandFailed, "Can't load the payload"),
+])
+def test_replayed_set_errors(name, error, words):
+    command, reply = exchange(CAPTURED, name)
+    prompt = exchange(CAPTURED, "operator_prompt" if name.startswith("operator") else "prompt")
+    script = Script([prompt, (command, reply)])
+    path = command.split()[-1]
+    with api.RuntimeSession(script.endpoint, timeout=5) as session:
+        with pytest.raises(error) as info:
+            session.set_ssl_cert(path, "-----BEGIN SECRET-----\nDO-NOT-ECHO\n-----END SECRET-----\n")
+    script.finish()
+    message = str(info.value)
+    assert words in message and command in message and script.endpoint in message
+    # The payload never appears in an error.
+    assert "DO-NOT-ECHO" not in message and "DO-NOT-ECHO" not in repr(vars(info.value))
+
+
+@pytest.mark.parametrize("name, method, error", [
+    ("commit_none", "commit_ssl_cert", api.NoTransaction),
+    ("commit_key_first", "commit_ssl_cert", api.CommandFailed),
+    ("commit_other", "commit_ssl_cert", api.TransactionConflict),
+    ("abort_other", "abort_ssl_cert", api.TransactionConflict),
+    ("new_ssl_cert_exists", "new_ssl_cert", api.CommandFailed),
+    ("del_ssl_cert_in_use", "del_ssl_cert", api.CommandFailed),
+    ("del_ssl_cert_missing", "del_ssl_cert", api.CommandFailed),
+    ("show_ssl_crt_list_not_found", "show_ssl_crt_list", api.NotFound),
+    ("user_show_ssl_cert_ec", "show_ssl_cert", api.PermissionDenied),
+    ("operator_commit", "commit_ssl_cert", api.PermissionDenied),
+])
+def test_replayed_command_errors(name, method, error):
+    command, reply = exchange(CAPTURED, name)
+    argument = command.split()[-1]
+    prompt = exchange(CAPTURED, name.split("_")[0] + "_prompt" if name.startswith(("user", "operator")) else "prompt")
+    sent = "show ssl crt-list -n " + argument if method == "show_ssl_crt_list" else command
+    script = Script([prompt, (sent, reply)])
+    with api.RuntimeSession(script.endpoint, timeout=5) as session:
+        with pytest.raises(error) as info:
+            getattr(session, method)(argument)
+    script.finish()
+    message = str(info.value)
+    assert argument in message and script.endpoint in message
+    assert info.value.command == sent and info.value.reply
+
+
+def test_replayed_successes_of_every_command():
+    doc = CAPTURED
+    paths = doc["paths"]
+    script = Script(steps_of(doc, "abort", "abort_none", "new_ssl_cert", "add_crt_list", "del_crt_list_line",
+                             "del_ssl_cert"))
+    with api.RuntimeSession(script.endpoint, timeout=5) as session:
+        assert session.abort_ssl_cert(paths["a"]) is True
+        assert session.abort_ssl_cert(paths["a"]) is False
+        session.new_ssl_cert(paths["added"])
+        session.add_ssl_crt_list(paths["crt_list"], "%s [alpn h2] new.fixture.test" % paths["added"])
+        session.del_ssl_crt_list(paths["crt_list"], paths["added"] + ":6")
+        session.del_ssl_cert(paths["added"])
+    script.finish()
+    assert script.received[4] == "add ssl crt-list %s <<\n%s [alpn h2] new.fixture.test\n" % (
+        paths["crt_list"], paths["added"])
+
+
+def test_user_level_listing_means_admin_needed():
+    script = Script(steps_of(CAPTURED, "user_show_ssl_cert"))
+    with api.RuntimeSession(script.endpoint, timeout=5) as session:
+        with pytest.raises(api.PermissionDenied) as info:
+            session.show_ssl_cert_list()
+    script.finish()
+    assert "needs level admin" in str(info.value)
+
+
+def test_master_cli_prefix_and_prompt():
+    doc = CAPTURED
+    a = doc["paths"]["a"]
+    script = Script([exchange(doc, "master_prompt"), exchange(doc, "master_show_ssl_cert"),
+                     exchange(doc, "master_set"), exchange(doc, "master_abort")])
+    with api.RuntimeSession(script.endpoint, process="@1", timeout=5) as session:
+        assert a in parse_cert_list(session.show_ssl_cert_list()).paths
+        assert session.set_ssl_cert(a, "x") == a
+        assert session.abort_ssl_cert(a) is True
+    script.finish()
+
+
+def test_master_cli_without_process_is_refused():
+    script = Script([exchange(CAPTURED, "master_prompt")])
+    with pytest.raises(api.EndpointError) as info:
+        api.RuntimeSession(script.endpoint, timeout=5).open()
+    script.finish()
+    assert "master CLI" in str(info.value) and "@1" in str(info.value)
+
+
+def test_master_cli_unknown_process_closes():
+    command, reply = exchange(CAPTURED, "master_unknown_process")
+    assert CAPTURED["exchanges"]["master_unknown_process"]["end"] == "closed"
+    script = Script([exchange(CAPTURED, "master_prompt"), (command, (reply,))])
+    with api.RuntimeSession(script.endpoint, process="@!1", timeout=5) as session:
+        with pytest.raises(api.ConnectionClosed) as info:
+            session.show_ssl_cert_list()
+    script.finish()
+    assert "Can't find the target PID" in str(info.value)
+
+
+def test_locked_operations_are_retried():
+    a = CAPTURED["paths"]["a"]
+    locked = "+ Can't update the certificate!\nOperations on certificates are currently locked!\n\n> "
+    created = exchange(CAPTURED, "set_created")
+    script = Script([exchange(CAPTURED, "prompt"), (created[0], locked), (created[0], locked), created])
+    with api.RuntimeSession(script.endpoint, timeout=5) as session:
+        assert session.set_ssl_cert(a, "x") == a
+        assert session.commands_sent == 4
+    script.finish()
+
+
+def test_locked_operations_give_up():
+    a = CAPTURED["paths"]["a"]
+    locked = "Can't commit the certificate!\nOperations on certificates are currently locked!\n\n> "
+    command = "commit ssl cert " + a
+    script = Script([exchange(CAPTURED, "prompt")] + [(command, locked)] * 200)
+    started = time.monotonic()
+    with api.RuntimeSession(script.endpoint, timeout=1) as session:
+        with pytest.raises(api.CommandFailed) as info:
+            session.commit_ssl_cert(a)
+    assert time.monotonic() - started < 3
+    assert "currently locked" in str(info.value)
+
+
+def test_silent_server_times_out():
+    script = Script([("prompt", "silent")])
+    started = time.monotonic()
+    with pytest.raises(api.ReplyTimeout) as info:
+        api.RuntimeSession(script.endpoint, timeout=0.5).open()
+    assert time.monotonic() - started < 2
+    assert "within 0.5s" in str(info.value) and script.endpoint in str(info.value)
+
+
+def test_reply_cut_off_is_an_error():
+    script = Script([exchange(CAPTURED, "prompt"), ("show ssl cert", "# filename\n/a.pem\n")])
+    with api.RuntimeSession(script.endpoint, timeout=1) as session:
+        with pytest.raises(api.ReplyTimeout):
+            session.show_ssl_cert_list()
+        # The session is unusable afterwards, and says so.
+        with pytest.raises(api.ConnectionClosed):
+            session.show_ssl_cert_list()
+
+
+def test_closed_without_reply():
+    command, reply = exchange(CAPTURED, "oversized_set_too_large")
+    assert reply.replace("+ ", "") == ""  # 2.6.12 answered a too large command with nothing at all
+    script = Script([exchange(CAPTURED, "prompt"), (command, "close")])
+    with api.RuntimeSession(script.endpoint, timeout=5, bufsize=1 << 20) as session:
+        with pytest.raises(api.ConnectionClosed) as info:
+            session.set_ssl_cert(command.split()[-1], "x" * 100)
+    assert "closed the connection without answering `%s`" % command in str(info.value)
+
+
+def test_payload_too_large_sends_nothing():
+    script = Script([exchange(CAPTURED, "prompt"), ("show ssl cert", exchange(CAPTURED, "show_ssl_cert")[1])])
+    with api.RuntimeSession(script.endpoint, timeout=5, bufsize=1024) as session:
+        with pytest.raises(api.PayloadTooLarge) as info:
+            session.set_ssl_cert("/a.pem", "A" * 2000)
+        # The connection is still good, and nothing of the payload went out.
+        session.show_ssl_cert_list()
+    script.finish()
+    assert script.received == ["prompt", "show ssl cert"]
+    assert "tune.bufsize 1024" in str(info.value) and "nothing was sent" in str(info.value)
+
+
+def test_refused_endpoint():
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    with pytest.raises(api.ConnectError) as info:
+        api.RuntimeSession("127.0.0.1:%d" % port, timeout=2).open()
+    assert "cannot connect to the Runtime API at 127.0.0.1:%d" % port in str(info.value)
+
+
+def test_missing_unix_socket(tmp_path):
+    with pytest.raises(api.ConnectError) as info:
+        api.RuntimeSession(str(tmp_path / "none.sock"), timeout=2).open()
+    assert "none.sock" in str(info.value)
+
+
+def test_unix_endpoint(tmp_path):
+    path = str(tmp_path / "admin.sock")
+    script = Script(steps_of(CAPTURED, "show_cli_level"), family=socket.AF_UNIX, path=path)
+    with api.RuntimeSession("unix:" + path, timeout=5) as session:
+        assert session.cli_level() == "admin"
+    script.finish()
+
+
+# -- the real HAProxy of the lab ------------------------------------------
+
+def _bundle(common_name, serial, issuer_cert=None, issuer_key=None, extra_names=0):
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    names = [x509.DNSName(common_name)] + [x509.DNSName("h%04d.%s" % (i, common_name)) for i in range(extra_names)]
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(issuer_cert.subject if issuer_cert else name)
+        .public_key(key.public_key())
+        .serial_number(serial)
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=30))
+        .add_extension(x509.SubjectAlternativeName(names), critical=False)
+        .sign(issuer_key or key, hashes.SHA256())
+    )
+    cert_pem = certificate.public_bytes(serialization.Encoding.PEM).decode()
+    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption()).decode()
+    return certificate, cert_pem, key_pem
+
+
+@pytest.fixture(scope="module")
+def lab():
+    sys.path.insert(0, LAB_DIR)
+    try:
+        from ingress_lab import Lab  # pylint: disable=import-outside-toplevel
+    finally:
+        sys.path.remove(LAB_DIR)
+    with Lab(os.environ.get("INGRESS_LAB_ROOT", "/tmp/ingress-lab"), instances=1, preload=2) as running:
+        yield running.state
+
+
+def _fingerprint(certificate):
+    return certificate.fingerprint(hashes.SHA1()).hex().upper()
+
+
+@pytest.mark.parametrize("which", ["runtime_tcp", "runtime_unix", "master_cli"])
+def test_lab_every_endpoint_form(lab, which):
+    instance = lab["instances"][0]
+    process = "@1" if which == "master_cli" else None
+    with api.RuntimeSession(instance[which], process=process, timeout=5) as session:
+        listing = parse_cert_list(session.show_ssl_cert_list())
+        assert instance["default_cert"] in listing.paths
+        assert listing.transaction is None
+        assert session.cli_level() == "admin"
+        detail = parse_cert_detail(session.show_ssl_cert(instance["default_cert"]))
+        assert detail.status == "Used" and detail.fingerprint
+
+
+def test_lab_update_and_split_commit(lab):
+    instance = lab["instances"][0]
+    target = os.path.join(instance["cert_dir"], "preload-0001.pem")
+    certificate, cert_pem, key_pem = _bundle("split.lab.test", 0x5117)
+    with api.RuntimeSession(instance["runtime_tcp"], timeout=5) as session:
+        # Chain as NAME, key as NAME.key, one commit: how a bundle larger than tune.bufsize still goes in.
+        assert session.set_ssl_cert(target, cert_pem) == target
+        assert session.set_ssl_cert(target + ".key", key_pem) == target
+        session.commit_ssl_cert(target)
+        detail = parse_cert_detail(session.show_ssl_cert(target))
+    assert detail.fingerprint == _fingerprint(certificate)
+    assert detail.serial == "5117"
+
+
+def test_lab_conflict_on_debian_2_6(lab):
+    # Debian's 2.6.12 does not refuse a set on B while A is open: it updates A. The client must see that.
+    instance = lab["instances"][0]
+    first = os.path.join(instance["cert_dir"], "preload-0001.pem")
+    second = os.path.join(instance["cert_dir"], "preload-0002.pem")
+    dummy_certificate, cert_pem, key_pem = _bundle("conflict.lab.test", 0xC0F1)
+    with api.RuntimeSession(instance["runtime_unix"], timeout=5) as holder:
+        holder.set_ssl_cert(first, cert_pem + key_pem)
+        try:
+            with api.RuntimeSession(instance["runtime_tcp"], timeout=5) as other:
+                assert parse_cert_list(other.show_ssl_cert_list()).transaction == first
+                with pytest.raises(api.TransactionConflict) as info:
+                    other.set_ssl_cert(second, cert_pem + key_pem)
+        finally:
+            assert holder.abort_ssl_cert(first) is True
+    assert info.value.pending_path == first
+    if lab["haproxy_version"].startswith("2.6."):
+        assert "Transaction updated for certificate %s!" % first in info.value.reply
+
+
+def test_lab_payload_limits(lab):
+    instance = lab["instances"][0]
+    target = os.path.join(instance["cert_dir"], "preload-0002.pem")
+    dummy_certificate, cert_pem, key_pem = _bundle("big.lab.test", 0xB16, extra_names=700)
+    payload = cert_pem + key_pem
+    with api.RuntimeSession(instance["runtime_tcp"], timeout=5) as session:
+        with pytest.raises(api.PayloadTooLarge):
+            session.set_ssl_cert(target, payload)
+        assert parse_cert_list(session.show_ssl_cert_list()).transaction is None
+    # Told a larger buffer than HAProxy has, the client sends it: 2.6.12 hangs up without a word.
+    with api.RuntimeSession(instance["runtime_tcp"], timeout=5, bufsize=1 << 20) as session:
+        with pytest.raises((api.ConnectionClosed, api.ReplyTimeout)) as info:
+            session.set_ssl_cert(target, payload)
+    assert "set ssl cert %s" % target in str(info.value)
+    with api.RuntimeSession(instance["runtime_tcp"], timeout=5) as session:
+        assert parse_cert_list(session.show_ssl_cert_list()).transaction is None
+
+
+def test_lab_operator_socket(lab):
+    instance = lab["instances"][0]
+    with api.RuntimeSession(instance["runtime_operator"], timeout=5) as session:
+        # Reading works at level operator...
+        assert parse_cert_list(session.show_ssl_cert_list()).paths
+        with pytest.raises(api.PermissionDenied) as info:
+            session.require_admin()
+        assert "needs level admin; it has level operator" in str(info.value)
+        with pytest.raises(api.PermissionDenied) as info:
+            session.set_ssl_cert(instance["default_cert"], "x")
+        assert "needs level admin" in str(info.value)
+
+
+def test_lab_silent_endpoint(lab):
+    started = time.monotonic()
+    with pytest.raises(api.ReplyTimeout):
+        api.RuntimeSession(lab["silent_endpoint"], timeout=1).open()
+    assert time.monotonic() - started < 2.5
