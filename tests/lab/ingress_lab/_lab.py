@@ -166,8 +166,7 @@ class Lab:
             components.append(dns)
         silent = SilentEndpoint(self.state_dir)
         components.append(silent)
-        if self.acme:
-            assert dns is not None
+        if self.acme and dns:  # acme implies dns (see __init__)
             # pebble needs bind9's port, chosen in dns.prepare(): prepare dns first.
             dns.prepare()
             acme = Pebble(self.state_dir, ca, ca_cert, f'{dns.server}:{dns.port}')
