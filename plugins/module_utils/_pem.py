@@ -29,13 +29,14 @@ import traceback
 import warnings
 
 
-CRYPTOGRAPHY_REQUIREMENT = "cryptography >= 41.0.0"
+CRYPTOGRAPHY_REQUIREMENT = "cryptography >= 37.0.0"
+_RSASSA_PSS = "1.2.840.113549.1.1.10"
 
 try:
     from cryptography import x509
     from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
     from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
+    from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, padding, rsa
 except ImportError:
     HAS_CRYPTOGRAPHY = False
     CRYPTOGRAPHY_IMPORT_ERROR = traceback.format_exc()
@@ -440,17 +441,51 @@ def _public_key_bytes(key) -> bytes:
     return key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
-def _issued(subject_item: _Item, issuer_item: _Item) -> bool:
-    """True when issuer_item's name is subject_item's issuer and its key made subject_item's signature."""
-    certificate = subject_item.value
-    issuer = issuer_item.value
-    if certificate.issuer != issuer.subject:
-        return False
+def _verify_signature(certificate: x509.Certificate, issuer: x509.Certificate) -> None:
+    """Raise InvalidSignature unless issuer's key made certificate's signature.
+
+    For cryptography < 40 (Debian 12's python3-cryptography is 38), which lacks
+    Certificate.verify_directly_issued_by().
+    """
+    public_key = issuer.public_key()
+    signature = certificate.signature
+    data = certificate.tbs_certificate_bytes
+    if isinstance(public_key, (ed25519.Ed25519PublicKey, ed448.Ed448PublicKey)):
+        public_key.verify(signature, data)
+        return
+    digest = certificate.signature_hash_algorithm
+    if digest is None:
+        raise InvalidSignature("no digest for a %s signature" % type(public_key).__name__)
+    if isinstance(public_key, rsa.RSAPublicKey):
+        if certificate.signature_algorithm_oid.dotted_string == _RSASSA_PSS:
+            scheme = padding.PSS(mgf=padding.MGF1(digest), salt_length=padding.PSS.AUTO)
+        else:
+            scheme = padding.PKCS1v15()
+        public_key.verify(signature, data, scheme, digest)
+    elif isinstance(public_key, ec.EllipticCurvePublicKey):
+        public_key.verify(signature, data, ec.ECDSA(digest))
+    elif isinstance(public_key, dsa.DSAPublicKey):
+        public_key.verify(signature, data, digest)
+    else:
+        raise InvalidSignature("cannot verify a signature made with a %s key" % type(public_key).__name__)
+
+
+def _signed_by(certificate: x509.Certificate, issuer: x509.Certificate) -> bool:
     try:
-        certificate.verify_directly_issued_by(issuer)
+        if hasattr(certificate, "verify_directly_issued_by"):
+            certificate.verify_directly_issued_by(issuer)
+        else:
+            _verify_signature(certificate, issuer)
     except (InvalidSignature, ValueError, TypeError, UnsupportedAlgorithm):
         return False
     return True
+
+
+def _issued(subject_item: _Item, issuer_item: _Item) -> bool:
+    """True when issuer_item's name is subject_item's issuer and its key made subject_item's signature."""
+    if subject_item.value.issuer != issuer_item.value.subject:
+        return False
+    return _signed_by(subject_item.value, issuer_item.value)
 
 
 def _self_signed(item: _Item) -> bool:
@@ -580,7 +615,7 @@ def build_bundle(
     chain, leftovers = _order_chain(leaf, others)
     if leftovers:
         raise PemError(
-            "%s: %s not part of the chain of %s (neither its issuer nor an issuer's issuer, by name and signature)"
+            "%s %s not part of the chain of %s (neither its issuer nor an issuer's issuer, by name and signature)"
             % (
                 "; ".join("%s in %s" % (_describe(item.value), item.where) for item in leftovers),
                 "is" if len(leftovers) == 1 else "are",
