@@ -37,11 +37,15 @@ class HAProxyInstance(Component):
     """Instance number ``index`` (1-based) listens on 127.0.0.(10 + index)."""
 
     def __init__(self, state_dir: str, index: int, *, master_worker: bool,
-                 bufsize: int | None = None, nbthread: int | None = None) -> None:
+                 bufsize: int | None = None, nbthread: int | None = None,
+                 ports: tuple[int, int] | None = None) -> None:
         super().__init__(state_dir)
+        # Like the tasks of a Swarm service, all instances answer on the same
+        # (TLS, Runtime API) ports, each on its own address.
+        self.shared_ports = ports
         self.index = index
         self.name = f'h{index}'
-        self.address = f'127.0.0.{10 + index}'
+        self.address = self.address_of(index)
         self.master_worker = master_worker
         self.bufsize = bufsize
         self.nbthread = nbthread
@@ -51,6 +55,10 @@ class HAProxyInstance(Component):
             if len(path.encode()) >= _SUN_PATH_MAX:
                 raise LabError(f'unix socket path {path} is longer than {_SUN_PATH_MAX - 1} bytes: '
                                'use a shorter --root')
+
+    @staticmethod
+    def address_of(index: int) -> str:
+        return f'127.0.0.{10 + index}'
 
     @property
     def cert_dir(self) -> str:
@@ -98,8 +106,13 @@ class HAProxyInstance(Component):
             out.writelines(lines)
 
     def prepare(self) -> None:
-        self.tls_port = free_port(self.address)
-        self.runtime_port = free_port(self.address)
+        if self.shared_ports and not self.tls_port:
+            self.tls_port, self.runtime_port = self.shared_ports
+        else:
+            # First start without shared ports, or a retry after a port was
+            # taken meanwhile: ports of this instance's own.
+            self.tls_port = free_port(self.address)
+            self.runtime_port = free_port(self.address)
         for path in (self.admin_socket, self.operator_socket, self.user_socket, self.master_socket):
             if os.path.exists(path):
                 os.unlink(path)

@@ -20,7 +20,7 @@ from ._dns import Bind9
 from ._errors import LabError
 from ._haproxy import HAProxyInstance, haproxy_version
 from ._pki import CertificateAuthority, cert_pem, key_pem, new_key
-from ._process import Daemon, is_ours, is_running, log_tail, spawn, stop_daemons
+from ._process import Daemon, free_port_on_all, is_ours, is_running, log_tail, spawn, stop_daemons
 
 DEFAULT_ROOT = '/tmp/ingress-lab'
 STATE_FILE = 'state.json'
@@ -153,10 +153,17 @@ class Lab:
         default_pem = cert_pem(default_cert) + key_pem(default_key)
         extra = _preload_certificates(ca, self.preload)
 
+        indexes = range(1, self.instance_count + 1)
+        addresses = [HAProxyInstance.address_of(index) for index in indexes]
+        tls_port = free_port_on_all(addresses)
+        runtime_port = free_port_on_all(addresses)
+        while runtime_port == tls_port:
+            runtime_port = free_port_on_all(addresses)
         instances = [HAProxyInstance(self.state_dir, index,
                                      master_worker=self.master_worker or index == 1,
-                                     bufsize=self.bufsize, nbthread=self.nbthread)
-                     for index in range(1, self.instance_count + 1)]
+                                     bufsize=self.bufsize, nbthread=self.nbthread,
+                                     ports=(tls_port, runtime_port))
+                     for index in indexes]
         for instance in instances:
             instance.write_certificates(default_pem, extra)
         components: list[Component] = [*instances]
@@ -181,6 +188,9 @@ class Lab:
             'python': sys.executable,
             'haproxy_version': version,
             'instances': [instance.state() for instance in instances],
+            # Shared by every instance (each on its own address), as in a Swarm service.
+            'runtime_port': runtime_port,
+            'tls_port': tls_port,
             'ca': {'cert': ca_cert, 'key': ca_key},
             'default_names': ['default.lab.test'],
             'preloaded': len(extra),

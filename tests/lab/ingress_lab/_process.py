@@ -51,6 +51,21 @@ def free_port(address: str = '127.0.0.1') -> int:
         return probe.getsockname()[1]
 
 
+def free_port_on_all(addresses: list[str]) -> int:
+    """A TCP port that is free on every one of ``addresses`` right now."""
+    for _attempt in range(50):
+        port = free_port(addresses[0])
+        family = socket.AF_INET6 if ':' in addresses[0] else socket.AF_INET
+        try:
+            for address in addresses[1:]:
+                with socket.socket(family, socket.SOCK_STREAM) as probe:
+                    probe.bind((address, port))
+        except OSError:
+            continue
+        return port
+    raise OSError(f'no TCP port free on all of {", ".join(addresses)}')
+
+
 def _read_stat(pid: int) -> list[str] | None:
     """Fields of /proc/PID/stat after the command name (index 0 is the state), or None."""
     try:
