@@ -26,7 +26,7 @@ export PATH := $(BIN):$(PATH)
 INTEGRATION_TARGETS ?=
 UNITS ?=
 
-.PHONY: help setup collection sanity units integration lint build test demo bench clean
+.PHONY: help setup collection sanity units lab-selftest integration lint build test demo bench clean
 
 help:
 	@echo "make demo    run the main job on the loopback lab"
@@ -54,6 +54,11 @@ sanity: collection
 units: collection
 	cd $(COLL) && ansible-test units --local --python 3.12 --color no $(UNITS)
 
+# The lab's own tests: it starts every daemon and stops exactly what it started.
+lab-selftest: collection
+	mkdir -p $(WORK)/lab
+	cd $(COLL) && $(PY) -m pytest -p no:cacheprovider tests/lab --lab-root $(WORK)/lab
+
 # Each target starts and stops its own lab; the reaper afterwards stops any lab
 # a crashed target left behind (only PIDs recorded under $(WORK)/lab).
 integration: collection
@@ -70,8 +75,8 @@ build: collection
 	ansible-galaxy collection install --offline --no-deps -p $(INSTALLED) $(DIST)/ingress-haproxy-*.tar.gz
 	ANSIBLE_COLLECTIONS_PATH=$(INSTALLED) tests/utils/check_installed.sh
 
-test: sanity units integration lint build
-	@echo "make test: 5 passed, 0 failed (sanity, units, integration, lint, build)"
+test: sanity units lab-selftest integration lint build
+	@echo "make test: 6 passed, 0 failed (sanity, units, lab-selftest, integration, lint, build)"
 
 demo: collection
 	mkdir -p $(WORK)/lab
