@@ -201,6 +201,19 @@ def payload_lines(text):
     return "\n".join(line for line in lines if line.strip()) + "\n"
 
 
+def encode_command(command, payload=None, process=None):
+    """The bytes sent for one command, its payload and the empty line that ends the payload."""
+    line = "%s %s" % (process, command) if process else command
+    if payload is None:
+        return (line + "\n").encode("utf-8")
+    return ("%s <<\n%s\n" % (line, payload_lines(payload))).encode("utf-8")
+
+
+def command_bytes(command, payload=None, process=None):
+    """How many bytes of HAProxy's buffer the command takes."""
+    return len(encode_command(command, payload, process))
+
+
 class RuntimeSession:
     """One connection to one HAProxy process, in ``prompt`` mode.
 
@@ -339,19 +352,15 @@ class RuntimeSession:
         """
         if "\n" in command or "\r" in command:
             raise self._error(CommandFailed, "a command is one line: %r" % command.splitlines()[0], command=command)
-        line = "%s %s" % (self.process, command) if self.process else command
-        if payload is None:
-            data = (line + "\n").encode("utf-8")
-        else:
-            data = ("%s <<\n%s\n" % (line, payload_lines(payload))).encode("utf-8")
-            if len(data) > self.max_command_bytes:
-                raise self._error(
-                    PayloadTooLarge,
-                    "`%s` with its payload is %d bytes, more than HAProxy's buffer takes (tune.bufsize %d, at most "
-                    "%d bytes per command); nothing was sent" % (command, len(data), self.bufsize,
-                                                               self.max_command_bytes),
-                    command=command,
-                )
+        data = encode_command(command, payload, self.process)
+        if payload is not None and len(data) > self.max_command_bytes:
+            raise self._error(
+                PayloadTooLarge,
+                "`%s` with its payload is %d bytes, more than HAProxy's buffer takes (tune.bufsize %d, at most "
+                "%d bytes per command); nothing was sent" % (command, len(data), self.bufsize,
+                                                           self.max_command_bytes),
+                command=command,
+            )
         return self._reply_text(self._exchange(data, command))
 
     # -- checked commands ---------------------------------------------------

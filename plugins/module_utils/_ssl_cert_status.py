@@ -80,16 +80,20 @@ class CertListing:
     def __init__(self, paths, transaction=None):
         self.paths = list(paths)
         self.transaction = transaction
+        self._known = set(self.paths)
 
     def __contains__(self, path):
-        return path in self._set
+        return path in self._known
 
-    @property
-    def _set(self):
-        cached = getattr(self, "_path_set", None)
-        if cached is None:
-            cached = self._path_set = frozenset(self.paths)
-        return cached
+    def add(self, path):
+        if path not in self._known:
+            self._known.add(path)
+            self.paths.append(path)
+
+    def discard(self, path):
+        if path in self._known:
+            self._known.discard(path)
+            self.paths.remove(path)
 
 
 def parse_cert_list(text):

@@ -1,0 +1,537 @@
+# Copyright (c) ingress.haproxy contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+# This module_utils is private, not for use outside this collection.
+# Its interface may change without notice.
+
+"""Converge the certificates one HAProxy process holds, over one Runtime API session.
+
+``prepare_requests`` validates every bundle locally (nothing is sent when one
+is bad); ``Converger.run`` then compares each with what HAProxy reports and
+replaces, creates or removes it in certificate transactions. ``read_status``
+is the read-only side used by ``haproxy_ssl_cert_info``.
+
+No Ansible import: modules hand in their parameters and get plain data back.
+"""
+
+from __future__ import annotations
+
+import time
+
+from ansible_collections.ingress.haproxy.plugins.module_utils import _pem
+from ansible_collections.ingress.haproxy.plugins.module_utils import _runtime_api as api
+from ansible_collections.ingress.haproxy.plugins.module_utils._ssl_cert_status import (
+    StatusParseError,
+    iso8601,
+    parse_cert_detail,
+    parse_cert_list,
+    parse_crt_list,
+    parse_crt_list_names,
+)
+
+# How often the open transaction of another client is looked at while waiting for it.
+CONFLICT_POLL_SECONDS = 0.25
+
+
+class ConvergeError(Exception):
+    """A certificate could not be converged; the message names the certificate, the endpoint and the reason.
+
+    ``results`` holds what was done before the failure (input order).
+    """
+
+    def __init__(self, message, results=None):
+        super().__init__(message)
+        self.message = message
+        self.results = results or []
+
+    def __str__(self):
+        return self.message
+
+
+def _one_line(reply):
+    return " / ".join(line.strip() for line in (reply or "").strip().splitlines() if line.strip()) or "-"
+
+
+def _names_text(paths, limit=5):
+    paths = list(paths)
+    text = ", ".join(paths[:limit])
+    if len(paths) > limit:
+        text += " (and %d more)" % (len(paths) - limit)
+    return text
+
+
+class Request:
+    """One certificate to converge, validated."""
+
+    def __init__(self, path, state="present", bundle=None, source=None, crt_list=None,
+                 crt_list_options=None, sni_filters=None, payloads=None):
+        self.path = path
+        self.state = state
+        self.bundle = bundle
+        self.source = source
+        self.crt_list = crt_list
+        self.crt_list_options = crt_list_options
+        self.sni_filters = list(sni_filters or [])
+        # [(set target, payload)]: the whole bundle, or the chain then NAME.key when it is too large.
+        self.payloads = payloads or []
+
+    @property
+    def summary(self):
+        if self.bundle is None:
+            return None
+        summary = self.bundle.summary
+        return {
+            "serial": summary.serial,
+            "fingerprint": summary.fingerprint,
+            "not_after": iso8601(summary.not_after),
+            "names": list(summary.names),
+        }
+
+    @property
+    def chain_names(self):
+        return [{"subject": _pem.format_name(item.subject), "issuer": _pem.format_name(item.issuer)}
+                for item in self.bundle.chain]
+
+    def crt_list_line(self):
+        parts = [self.path]
+        if self.crt_list_options:
+            parts.append("[%s]" % self.crt_list_options)
+        parts.extend(self.sni_filters)
+        return " ".join(parts)
+
+
+def _check_word(value, what, path):
+    if not isinstance(value, str) or not value or any(char.isspace() for char in value):
+        raise ConvergeError("certificate %s: %s %r must be one word without whitespace" % (path, what, value))
+
+
+def _plan_payloads(path, bundle, process, bufsize):
+    """The ``set ssl cert`` commands for a bundle: one when it fits tune.bufsize, else chain then key."""
+    limit = bufsize - api.BUFSIZE_MARGIN
+    whole = bundle.to_pem()
+    if api.command_bytes("set ssl cert %s" % path, whole, process) <= limit:
+        return [(path, whole)]
+    chain = bundle.certificates_pem()
+    key = bundle.key_pem()
+    chain_size = api.command_bytes("set ssl cert %s" % path, chain, process)
+    if chain_size > limit:
+        raise ConvergeError(
+            "the certificates of the bundle alone take %d bytes with the command, more than HAProxy's buffer "
+            "holds (tune.bufsize %d allows %d per command); it cannot be sent over the Runtime API "
+            "(raise tune.bufsize on HAProxy and the module's tune_bufsize, or shorten the chain)"
+            % (chain_size, bufsize, limit)
+        )
+    if api.command_bytes("set ssl cert %s.key" % path, key, process) > limit:
+        raise ConvergeError("the private key alone does not fit HAProxy's buffer (tune.bufsize %d)" % bufsize)
+    return [(path, chain), (path + ".key", key)]
+
+
+ITEM_KEYS = ("path", "src", "content", "state", "crt_list", "crt_list_options", "sni_filters")
+
+
+def items_from_params(params):
+    """The certificates a module call asks for: the single form (``path``) or the ``certificates`` list.
+
+    In the list, an entry without ``state``, ``crt_list`` or ``crt_list_options``
+    takes the top-level value.
+    """
+    if params.get("certificates") is None:
+        return [dict((key, params.get(key)) for key in ITEM_KEYS)]
+    items = []
+    for entry in params["certificates"]:
+        item = dict((key, entry.get(key)) for key in ITEM_KEYS)
+        for key in ("state", "crt_list", "crt_list_options"):
+            if item.get(key) is None:
+                item[key] = params.get(key)
+        items.append(item)
+    return items
+
+
+def prepare_requests(items, endpoint, process=None, bufsize=api.DEFAULT_BUFSIZE, allow_expired=False,
+                     read_file=_pem.read_file, now=None):
+    """Validate every certificate before anything is sent.
+
+    ``items`` are dicts with path, state, src, content, crt_list,
+    crt_list_options, sni_filters. Raises ConvergeError naming the certificate,
+    the endpoint and the reason for the first bad one.
+    """
+    requests = []
+    seen = set()
+    for index, item in enumerate(items):
+        path = item.get("path")
+        where = "certificates[%d]" % index
+        if not isinstance(path, str) or not path.strip():
+            raise ConvergeError("%s on %s: path is required" % (where, endpoint))
+        try:
+            _check_word(path, "path", path)
+            if path in seen:
+                raise ConvergeError("certificate %s is listed twice" % path)
+            seen.add(path)
+            state = item.get("state") or "present"
+            crt_list = item.get("crt_list")
+            options = item.get("crt_list_options")
+            filters = item.get("sni_filters") or []
+            if crt_list is not None:
+                _check_word(crt_list, "crt_list", path)
+            if options is not None:
+                if any(char in options for char in "[]\r\n\0"):
+                    raise ConvergeError("certificate %s: crt_list_options %r must not hold brackets or line breaks"
+                                        " (give the options without the surrounding [ ])" % (path, options))
+                options = " ".join(options.split()) or None
+            for sni in filters:
+                _check_word(sni, "SNI filter", path)
+            if state == "absent":
+                if item.get("src") is not None or item.get("content") is not None:
+                    raise ConvergeError("certificate %s: state absent takes no src or content" % path)
+                requests.append(Request(path, state="absent"))
+                continue
+            src, content = item.get("src"), item.get("content")
+            if src is not None and content is not None:
+                raise ConvergeError("certificate %s: give src or content, not both" % path)
+            if src is None and content is None:
+                raise ConvergeError("certificate %s: src or content is required with state present" % path)
+            if src is not None:
+                data, source = read_file(src), src
+            else:
+                data, source = content, "the content of %s" % path
+                if not content or not content.strip():
+                    raise _pem.PemError("the content for %s is empty" % path)
+            bundle = _pem.load_bundle(data, source=source, allow_expired=allow_expired, now=now)
+            payloads = _plan_payloads(path, bundle, process, bufsize)
+            requests.append(Request(path, "present", bundle, source, crt_list, options, filters, payloads))
+        except _pem.PemError as exc:
+            raise ConvergeError("certificate %s on %s: %s; nothing was sent" % (path, endpoint, exc))
+        except ConvergeError as exc:
+            raise ConvergeError("%s (on %s); nothing was sent" % (exc.message, endpoint))
+    return requests
+
+
+class Converger:
+    """Converge requests over one open ``RuntimeSession``."""
+
+    def __init__(self, session, check_mode=False, force=False, abort_pending=False, wait=None):
+        self.session = session
+        self.endpoint = str(session.endpoint)
+        self.check_mode = check_mode
+        self.force = force
+        self.abort_pending = abort_pending
+        self.wait = session.timeout if wait is None else wait
+        self.warnings = []
+        self.results = []
+        self.listing = None
+        self._foreign_cleared = False
+        self._crt_lists = None
+        self._crt_list_entries = {}
+
+    # -- helpers -----------------------------------------------------------
+
+    def _fail(self, path, reason):
+        return ConvergeError("certificate %s on %s: %s" % (path, self.endpoint, reason), list(self.results))
+
+    def _listing(self):
+        return parse_cert_list(self.session.show_ssl_cert_list())
+
+    def _detail(self, path):
+        try:
+            return parse_cert_detail(self.session.show_ssl_cert(path))
+        except api.NotFound:
+            return None
+
+    def _crt_list_names(self):
+        if self._crt_lists is None:
+            self._crt_lists = parse_crt_list_names(self.session.show_ssl_crt_lists())
+        return self._crt_lists
+
+    def _entries(self, crt_list):
+        if crt_list not in self._crt_list_entries:
+            dummy_name, entries = parse_crt_list(self.session.show_ssl_crt_list(crt_list))
+            self._crt_list_entries[crt_list] = entries
+        return self._crt_list_entries[crt_list]
+
+    def _clear_foreign_transaction(self, path):
+        """Before our first write: wait for another client's open transaction, abort it or fail."""
+        if self._foreign_cleared:
+            return
+        pending = self.listing.transaction
+        if pending is None or pending == path:
+            self._foreign_cleared = True
+            return
+        if self.check_mode:
+            self.warnings.append(
+                "a certificate transaction on %s is open on %s; a real run waits up to %gs for it, then %s"
+                % (pending, self.endpoint, self.wait,
+                   "aborts it (abort_pending)" if self.abort_pending else "fails")
+            )
+            self._foreign_cleared = True
+            return
+        deadline = time.monotonic() + self.wait
+        while pending is not None and time.monotonic() < deadline:
+            time.sleep(CONFLICT_POLL_SECONDS)
+            pending = self._listing().transaction
+        if pending is not None:
+            if not self.abort_pending:
+                raise self._fail(
+                    path,
+                    "another certificate transaction, on %s, is open and was not committed or aborted within %gs; "
+                    "nothing was changed (abort_pending: true aborts it)" % (pending, self.wait),
+                )
+            self.session.abort_ssl_cert(pending)
+            self.warnings.append("aborted the open certificate transaction on %s (abort_pending) on %s"
+                                 % (pending, self.endpoint))
+        self.listing.transaction = None
+        self._foreign_cleared = True
+
+    def _abort_quietly(self, path):
+        try:
+            self.session.abort_ssl_cert(path)
+        except api.RuntimeApiError as exc:
+            return " (abort ssl cert %s failed too: %s)" % (path, exc)
+        return ""
+
+    def _push(self, request, retried=False):
+        """set (once, or chain then key) and commit; abort ours on any failure after the first set."""
+        sent = False
+        try:
+            for target, payload in request.payloads:
+                sent = True
+                self.session.set_ssl_cert(target, payload)
+            self.session.commit_ssl_cert(request.path)
+        except api.TransactionConflict as exc:
+            # Another client opened a transaction after we read the listing. Debian's 2.6.12 answers a
+            # set on B while A is open by updating A: A now holds our payload, and ours holds nothing.
+            if self.abort_pending and not retried:
+                self.session.abort_ssl_cert(exc.pending_path)
+                self.warnings.append("aborted the open certificate transaction on %s (abort_pending) on %s"
+                                     % (exc.pending_path, self.endpoint))
+                return self._push(request, retried=True)
+            raise self._fail(
+                request.path,
+                "another certificate transaction, on %s, is open (HAProxy answered: %s); nothing of ours was "
+                "committed. HAProxy builds without the 2024 fix have put this payload into that transaction: "
+                "abort it before anyone commits it (abort_pending: true does)"
+                % (exc.pending_path, _one_line(exc.reply)),
+            )
+        except api.RuntimeApiError as exc:
+            extra = ""
+            if sent and isinstance(exc, (api.ConnectionClosed, api.ReplyTimeout)):
+                extra = self._abort_after_reconnect(request.path)
+            elif sent:
+                extra = self._abort_quietly(request.path)
+            raise self._fail(request.path, "%s%s" % (exc, extra))
+        return None
+
+    def _abort_after_reconnect(self, path):
+        """The connection died mid-transaction: abort on a fresh connection so nothing stays open."""
+        try:
+            with api.RuntimeSession(self.session.endpoint, process=self.session.process,
+                                    timeout=self.session.timeout, bufsize=self.session.bufsize) as fresh:
+                fresh.abort_ssl_cert(path)
+        except api.RuntimeApiError as exc:
+            return " (could not abort the transaction on %s afterwards: %s)" % (path, exc)
+        return ""
+
+    def _verify(self, request):
+        detail = self._detail(request.path)
+        expected = request.bundle.summary
+        if detail is None:
+            raise self._fail(request.path, "after commit HAProxy no longer lists the certificate")
+        if detail.fingerprint is None:
+            if detail.serial != expected.serial:
+                raise self._fail(request.path, "after commit HAProxy reports serial %s, expected %s"
+                                 % (detail.serial, expected.serial))
+        elif (detail.serial, detail.fingerprint) != (expected.serial, expected.fingerprint):
+            raise self._fail(
+                request.path,
+                "after commit HAProxy reports serial %s / SHA1 %s, expected %s / %s"
+                % (detail.serial, detail.fingerprint, expected.serial, expected.fingerprint),
+            )
+        return detail
+
+    # -- one certificate ---------------------------------------------------
+
+    def _same(self, request, detail):
+        """(same, why not) comparing what HAProxy holds with the bundle."""
+        expected = request.bundle.summary
+        if detail.empty:
+            return False, "the certificate store is empty"
+        if detail.fingerprint is None:
+            return False, (
+                "HAProxy prints no SHA1 fingerprint for %s (key type %s: its output stops after 'Algorithm:'), "
+                "so it cannot be compared and is sent on every run" % (request.path, detail.algorithm or "not RSA/EC/DSA")
+            )
+        if (detail.serial, detail.fingerprint) != (expected.serial, expected.fingerprint):
+            return False, "serial or fingerprint differ"
+        if detail.chain != request.chain_names:
+            return False, "the chain differs"
+        return True, None
+
+    def _present(self, request, result):
+        in_listing = request.path in self.listing
+        detail = self._detail(request.path) if in_listing else None
+        result["before"] = detail.summary() if detail is not None and not detail.empty else None
+        replacing_leftover = self.listing.transaction == request.path
+        if detail is None:
+            if not request.crt_list:
+                raise self._fail(
+                    request.path,
+                    "HAProxy does not hold this certificate and no crt_list is given to add it to; nothing was "
+                    "changed (certificates HAProxy holds: `show ssl cert`)",
+                )
+            return self._create(request, result, new_store=True)
+        if detail.empty:
+            return self._create(request, result, new_store=False)
+        same, why = self._same(request, detail)
+        if same and not self.force and not replacing_leftover:
+            result.update(action="unchanged", changed=False, after=result["before"])
+            return
+        if why and detail.fingerprint is None:
+            self.warnings.append(why)
+        result.update(action="updated", changed=True, after=request.summary)
+        if replacing_leftover:
+            result["replaced_transaction"] = True
+        if self.check_mode:
+            return
+        self._clear_foreign_transaction(request.path)
+        self._push(request)
+        result["after"] = self._verify(request).summary()
+
+    def _create(self, request, result, new_store):
+        result.update(action="created", changed=True, after=request.summary)
+        entries = None
+        if request.crt_list is not None:
+            result["crt_list"] = request.crt_list
+            try:
+                entries = self._entries(request.crt_list)
+            except api.RuntimeApiError as exc:
+                raise self._fail(request.path, "cannot add it to crt-list %s: %s; nothing was changed"
+                                 % (request.crt_list, exc))
+        if self.check_mode:
+            return
+        self._clear_foreign_transaction(request.path)
+        if new_store:
+            try:
+                self.session.new_ssl_cert(request.path)
+            except api.RuntimeApiError as exc:
+                raise self._fail(request.path, str(exc))
+            self.listing.add(request.path)
+        try:
+            self._push(request)
+            result["after"] = self._verify(request).summary()
+            if entries is not None and not any(entry.path == request.path for entry in entries):
+                self.session.add_ssl_crt_list(request.crt_list, request.crt_list_line())
+                self._crt_list_entries.pop(request.crt_list, None)
+        except (ConvergeError, api.RuntimeApiError) as exc:
+            message = exc.message if isinstance(exc, ConvergeError) else "certificate %s on %s: %s" % (
+                request.path, self.endpoint, exc)
+            if new_store:
+                # Leave HAProxy as it was: without the empty store we created.
+                try:
+                    self.session.del_ssl_cert(request.path)
+                    self.listing.discard(request.path)
+                except api.RuntimeApiError as cleanup_error:
+                    message += " (removing the new certificate store failed too: %s)" % cleanup_error
+            raise ConvergeError(message, list(self.results))
+
+    def _absent(self, request, result):
+        detail = self._detail(request.path) if request.path in self.listing else None
+        if detail is None:
+            result.update(action="unchanged", changed=False, before=None, after=None)
+            return
+        result.update(action="removed", changed=True, before=detail.summary() if not detail.empty else None,
+                      after=None)
+        try:
+            holders = [(name, entry) for name in self._crt_list_names() for entry in self._entries(name)
+                       if entry.path == request.path]
+        except api.RuntimeApiError as exc:
+            raise self._fail(request.path, "cannot read the crt-lists to remove it from: %s" % exc)
+        result["crt_lists"] = sorted({name for name, dummy_entry in holders})
+        if self.check_mode:
+            return
+        try:
+            if self.listing.transaction == request.path:
+                # A leftover transaction on the certificate we remove is ours to drop.
+                self.session.abort_ssl_cert(request.path)
+                self.listing.transaction = None
+            for name, entry in holders:
+                self.session.del_ssl_crt_list(name, "%s:%d" % (entry.path, entry.line) if entry.line else entry.path)
+                self._crt_list_entries.pop(name, None)
+            self.session.del_ssl_cert(request.path)
+        except api.RuntimeApiError as exc:
+            raise self._fail(request.path, str(exc))
+        self.listing.discard(request.path)
+
+    # -- all ---------------------------------------------------------------
+
+    def run(self, requests):
+        """Converge every request, in input order; return the per-certificate results."""
+        try:
+            self.listing = self._listing()
+        except (api.RuntimeApiError, StatusParseError) as exc:
+            raise ConvergeError("certificates %s on %s: %s" % (
+                _names_text(request.path for request in requests), self.endpoint, exc))
+        # A leftover transaction on one of our own certificates (an earlier run that died) is replaced
+        # by ours: handle that certificate first so the others do not run into it.
+        order = list(range(len(requests)))
+        leftover = self.listing.transaction
+        if leftover is not None:
+            order.sort(key=lambda index: requests[index].path != leftover or requests[index].state != "present")
+        results = [None] * len(requests)
+        for index in order:
+            request = requests[index]
+            result = {"path": request.path, "state": request.state}
+            try:
+                if request.state == "absent":
+                    self._absent(request, result)
+                else:
+                    self._present(request, result)
+            except (api.RuntimeApiError, StatusParseError) as exc:
+                self.results = [item for item in results if item is not None]
+                raise self._fail(request.path, str(exc))
+            except ConvergeError as exc:
+                exc.results = [item for item in results if item is not None]
+                raise
+            results[index] = result
+            self.results = [item for item in results if item is not None]
+            if request.path == leftover and result.get("changed"):
+                self.listing.transaction = None
+        return results
+
+
+def diff_of(results):
+    """Diff mode: serial, fingerprint, not_after and names before/after for each changed certificate."""
+    before, after = {}, {}
+    for result in results:
+        if result.get("changed"):
+            before[result["path"]] = result.get("before") or "absent"
+            after[result["path"]] = result.get("after") or "absent"
+    return {"before": before, "after": after}
+
+
+def read_status(session, paths=None, now=None):
+    """Everything ``haproxy_ssl_cert_info`` returns, read over one session."""
+    listing = parse_cert_list(session.show_ssl_cert_list())
+    wanted = listing.paths if not paths else list(paths)
+    certificates, missing = [], []
+    for path in wanted:
+        if path not in listing:
+            missing.append(path)
+            continue
+        try:
+            certificates.append(parse_cert_detail(session.show_ssl_cert(path)).as_dict(now))
+        except api.NotFound:
+            missing.append(path)
+    crt_lists, warnings = {}, []
+    try:
+        for name in parse_crt_list_names(session.show_ssl_crt_lists()):
+            dummy_name, entries = parse_crt_list(session.show_ssl_crt_list(name))
+            crt_lists[name] = [entry.as_dict() for entry in entries]
+    except api.PermissionDenied as exc:
+        crt_lists = None
+        warnings.append("crt-lists not read: %s" % exc)
+    return {
+        "certificates": certificates,
+        "crt_lists": crt_lists,
+        "transaction": listing.transaction,
+        "missing": missing,
+    }, warnings
