@@ -13,6 +13,7 @@ as the hosts' interpreter (the modules need ``cryptography``).
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import subprocess
@@ -59,11 +60,11 @@ class PlaybookRunner:
         return self.write(name, {'haproxy': {'hosts': host_vars}})
 
     def run(self, playbook: str, inventory: str, forks: int = 5,
-            extra_vars: dict | None = None) -> tuple[float, dict]:
-        """Run one playbook; return (wall seconds, the json callback's document)."""
+            extra_vars_file: str | None = None) -> tuple[float, dict]:
+        """Run one playbook (a path or a collection playbook's FQCN); return (wall seconds, the json document)."""
         argv = [self.ansible_playbook, '-i', inventory, '--forks', str(forks), playbook]
-        if extra_vars:
-            argv += ['--extra-vars', json.dumps(extra_vars)]
+        if extra_vars_file:
+            argv += ['--extra-vars', f'@{extra_vars_file}']
         env = dict(os.environ, ANSIBLE_CONFIG=self.config, ANSIBLE_NOCOLOR='1')
         started = time.perf_counter()
         completed = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=self.workdir,
@@ -74,7 +75,7 @@ class PlaybookRunner:
         except ValueError:
             document = {}
         if completed.returncode != 0:
-            raise PlaybookFailed(f'{" ".join(argv[:-2] if extra_vars else argv)} exited '
+            raise PlaybookFailed(f'{" ".join(argv)} exited '
                                  f'{completed.returncode}:\n{_failures(document) or completed.stdout[-3000:]}'
                                  f'\n{completed.stderr[-2000:]}')
         return elapsed, document
@@ -87,6 +88,23 @@ def task_results(document: dict, task_name: str) -> dict[str, dict]:
             if task.get('task', {}).get('name') == task_name:
                 return task.get('hosts', {})
     raise KeyError(f'no task {task_name!r} in the playbook output')
+
+
+def task_durations(document: dict) -> dict[str, float]:
+    """Wall seconds per task name (summed over the play), from the json callback's task timestamps."""
+    totals: dict[str, float] = {}
+    for play in document.get('plays', []):
+        for task in play.get('tasks', []):
+            info = task.get('task', {})
+            duration = info.get('duration', {})
+            try:
+                began = datetime.datetime.fromisoformat(duration['start'].replace('Z', '+00:00'))
+                ended = datetime.datetime.fromisoformat(duration['end'].replace('Z', '+00:00'))
+            except (KeyError, ValueError):
+                continue
+            name = info.get('name') or '(unnamed)'
+            totals[name] = totals.get(name, 0.0) + (ended - began).total_seconds()
+    return totals
 
 
 def _failures(document: dict) -> str:

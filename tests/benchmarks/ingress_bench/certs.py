@@ -43,7 +43,7 @@ class Issuer:
         key_pem = leaf_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                          serialization.NoEncryption()).decode()
         public_key = leaf_key.public_key()
-        pems = []
+        certificates = []
         fingerprints = []
         for name in names:
             cert = (
@@ -62,17 +62,20 @@ class Issuer:
             )
             der = cert.public_bytes(serialization.Encoding.DER)
             fingerprints.append(hashlib.sha1(der).hexdigest().upper())  # nosec - HAProxy's fingerprint
-            pems.append(cert.public_bytes(serialization.Encoding.PEM).decode() + key_pem)
-        return Generation(label, list(names), pems, fingerprints)
+            certificates.append(cert.public_bytes(serialization.Encoding.PEM).decode())
+        return Generation(label, list(names), certificates, key_pem, fingerprints)
 
 
 class Generation:
     """One version of a set of certificates: ``pems[i]`` (leaf + key) serves ``names[i]``."""
 
-    def __init__(self, label: str, names: list[str], pems: list[str], fingerprints: list[str]) -> None:
+    def __init__(self, label: str, names: list[str], certificates: list[str], key_pem: str,
+                 fingerprints: list[str]) -> None:
         self.label = label
         self.names = names
-        self.pems = pems
+        self.certificates = certificates
+        self.key_pem = key_pem
+        self.pems = [certificate + key_pem for certificate in certificates]
         self.fingerprints = fingerprints
 
     def write(self, directory: str) -> list[str]:
@@ -84,3 +87,13 @@ class Generation:
             _write_private(path, pem.encode())
             paths.append(path)
         return paths
+
+    def write_split(self, directory: str, index: int = 0) -> tuple[str, str]:
+        """Write certificate ``index`` and the key as two files (as certbot or a secret holds them)."""
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        certificate_path = os.path.join(directory, f'{index:05d}.crt')
+        key_path = os.path.join(directory, 'key.pem')
+        with open(certificate_path, 'w', encoding='utf-8') as out:
+            out.write(self.certificates[index])
+        _write_private(key_path, self.key_pem.encode())
+        return certificate_path, key_path

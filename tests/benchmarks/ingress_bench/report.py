@@ -60,6 +60,11 @@ def seconds(value: float) -> str:
     return f'{value:.2f} s'
 
 
+def duration(value: float) -> str:
+    """Seconds, or milliseconds below one second."""
+    return seconds(value) if value >= 1 else milliseconds(value)
+
+
 def milliseconds(value: float) -> str:
     return f'{value * 1000:.2f} ms' if value < 10 else f'{value * 1000:.0f} ms'
 
