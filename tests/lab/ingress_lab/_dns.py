@@ -22,6 +22,9 @@ NAMED = os.environ.get('INGRESS_LAB_NAMED', '/usr/sbin/named')
 
 SERVICE = 'haproxy'
 ZONES = ('haproxy', 'lab.test')
+# Configured but its zone file never exists: bind9 answers SERVFAIL for every
+# name in it, which a lookup must report as such.
+UNLOADABLE_ZONE = 'unloadable.test'
 TSIG_NAME = 'lab-key'
 TSIG_ALGORITHM = 'hmac-sha256'
 
@@ -96,6 +99,8 @@ class Bind9(Component):
             f'zone "{zone}" {{\n    type primary;\n    file "{self._zone_file(zone)}";\n'
             f'    allow-update {{ key "{TSIG_NAME}"; }};\n}};\n'
             for zone in ZONES)
+        zones += (f'zone "{UNLOADABLE_ZONE}" {{\n    type primary;\n'
+                  f'    file "{self._zone_file(UNLOADABLE_ZONE)}";\n}};\n')
         text = (
             f'// ingress.haproxy lab (generated, state dir {self.state_dir})\n'
             f'key "{TSIG_NAME}" {{\n    algorithm {TSIG_ALGORITHM};\n    secret "{self.secret}";\n}};\n'
@@ -138,6 +143,7 @@ class Bind9(Component):
             'server': self.server,
             'port': self.port,
             'zones': list(ZONES),
+            'unloadable_zone': UNLOADABLE_ZONE,
             'service': SERVICE,
             'names': dict(NAMES),
             'tsig': {'name': TSIG_NAME, 'algorithm': TSIG_ALGORITHM, 'secret': self.secret},
