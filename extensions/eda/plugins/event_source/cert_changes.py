@@ -677,7 +677,11 @@ class CertificateWatcher:
 
 
 def _describe(certificate: Certificate) -> str:
-    return ", ".join(certificate.paths)
+    """The files that were validated: one path, or the directory and the file names."""
+    validated = certificate.certificate_files + certificate.key_files
+    if len(validated) == 1:
+        return validated[0]
+    return f"{certificate.directory}/{{{','.join(os.path.basename(path) for path in validated)}}}"
 
 
 # --------------------------------------------------------------------------- entry points
