@@ -53,12 +53,13 @@ def _one_line(reply):
     return " / ".join(line.strip() for line in (reply or "").strip().splitlines() if line.strip()) or "-"
 
 
-def _names_text(paths, limit=5):
-    paths = list(paths)
+def describe_paths(paths, limit=5):
+    """``certificate A`` or ``certificates A, B, C (and 997 more)``, for messages about a whole call."""
+    paths = [str(path) for path in paths]
     text = ", ".join(paths[:limit])
     if len(paths) > limit:
         text += " (and %d more)" % (len(paths) - limit)
-    return text
+    return ("certificate " if len(paths) == 1 else "certificates ") + text
 
 
 class Request:
@@ -101,9 +102,13 @@ class Request:
         return " ".join(parts)
 
 
-def _check_word(value, what, path):
+class _Invalid(Exception):
+    """One certificate's parameters are unusable (the caller adds which certificate and where)."""
+
+
+def _check_word(value, what):
     if not isinstance(value, str) or not value or any(char.isspace() for char in value):
-        raise ConvergeError("certificate %s: %s %r must be one word without whitespace" % (path, what, value))
+        raise _Invalid("%s %r must be one word without whitespace" % (what, value))
 
 
 def _plan_payloads(path, bundle, process, bufsize):
@@ -116,14 +121,14 @@ def _plan_payloads(path, bundle, process, bufsize):
     key = bundle.key_pem()
     chain_size = api.command_bytes("set ssl cert %s" % path, chain, process)
     if chain_size > limit:
-        raise ConvergeError(
+        raise _Invalid(
             "the certificates of the bundle alone take %d bytes with the command, more than HAProxy's buffer "
             "holds (tune.bufsize %d allows %d per command); it cannot be sent over the Runtime API "
             "(raise tune.bufsize on HAProxy and the module's tune_bufsize, or shorten the chain)"
             % (chain_size, bufsize, limit)
         )
     if api.command_bytes("set ssl cert %s.key" % path, key, process) > limit:
-        raise ConvergeError("the private key alone does not fit HAProxy's buffer (tune.bufsize %d)" % bufsize)
+        raise _Invalid("the private key alone does not fit HAProxy's buffer (tune.bufsize %d)" % bufsize)
     return [(path, chain), (path + ".key", key)]
 
 
@@ -164,46 +169,44 @@ def prepare_requests(items, endpoint, process=None, bufsize=api.DEFAULT_BUFSIZE,
         if not isinstance(path, str) or not path.strip():
             raise ConvergeError("%s on %s: path is required" % (where, endpoint))
         try:
-            _check_word(path, "path", path)
+            _check_word(path, "path")
             if path in seen:
-                raise ConvergeError("certificate %s is listed twice" % path)
+                raise _Invalid("it is listed twice")
             seen.add(path)
             state = item.get("state") or "present"
             crt_list = item.get("crt_list")
             options = item.get("crt_list_options")
             filters = item.get("sni_filters") or []
             if crt_list is not None:
-                _check_word(crt_list, "crt_list", path)
+                _check_word(crt_list, "crt_list")
             if options is not None:
                 if any(char in options for char in "[]\r\n\0"):
-                    raise ConvergeError("certificate %s: crt_list_options %r must not hold brackets or line breaks"
-                                        " (give the options without the surrounding [ ])" % (path, options))
+                    raise _Invalid("crt_list_options %r must not hold brackets or line breaks (give the options "
+                                   "without the surrounding [ ])" % options)
                 options = " ".join(options.split()) or None
             for sni in filters:
-                _check_word(sni, "SNI filter", path)
+                _check_word(sni, "SNI filter")
             if state == "absent":
                 if item.get("src") is not None or item.get("content") is not None:
-                    raise ConvergeError("certificate %s: state absent takes no src or content" % path)
+                    raise _Invalid("state absent takes no src or content")
                 requests.append(Request(path, state="absent"))
                 continue
             src, content = item.get("src"), item.get("content")
             if src is not None and content is not None:
-                raise ConvergeError("certificate %s: give src or content, not both" % path)
+                raise _Invalid("give src or content, not both")
             if src is None and content is None:
-                raise ConvergeError("certificate %s: src or content is required with state present" % path)
+                raise _Invalid("src or content is required with state present")
             if src is not None:
                 data, source = read_file(src), src
             else:
-                data, source = content, "the content of %s" % path
-                if not content or not content.strip():
-                    raise _pem.PemError("the content for %s is empty" % path)
+                data, source = content, "the content for %s" % path
+                if not content.strip():
+                    raise _Invalid("the content is empty")
             bundle = _pem.load_bundle(data, source=source, allow_expired=allow_expired, now=now)
             payloads = _plan_payloads(path, bundle, process, bufsize)
             requests.append(Request(path, "present", bundle, source, crt_list, options, filters, payloads))
-        except _pem.PemError as exc:
+        except (_pem.PemError, _Invalid) as exc:
             raise ConvergeError("certificate %s on %s: %s; nothing was sent" % (path, endpoint, exc))
-        except ConvergeError as exc:
-            raise ConvergeError("%s (on %s); nothing was sent" % (exc.message, endpoint))
     return requests
 
 
@@ -468,8 +471,8 @@ class Converger:
         try:
             self.listing = self._listing()
         except (api.RuntimeApiError, StatusParseError) as exc:
-            raise ConvergeError("certificates %s on %s: %s" % (
-                _names_text(request.path for request in requests), self.endpoint, exc))
+            raise ConvergeError("%s on %s: %s" % (
+                describe_paths(request.path for request in requests), self.endpoint, exc))
         # A leftover transaction on one of our own certificates (an earlier run that died) is replaced
         # by ours: handle that certificate first so the others do not run into it.
         order = list(range(len(requests)))

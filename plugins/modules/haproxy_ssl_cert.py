@@ -282,6 +282,7 @@ from ansible_collections.ingress.haproxy.plugins.module_utils import _runtime_ap
 from ansible_collections.ingress.haproxy.plugins.module_utils._ssl_cert_converge import (
     ConvergeError,
     Converger,
+    describe_paths,
     diff_of,
     items_from_params,
     prepare_requests,
@@ -338,7 +339,9 @@ def main():
         endpoint = api.parse_endpoint(params["endpoint"])
         process = api.check_process(params["process"], endpoint=params["endpoint"])
         if params["tune_bufsize"] < 1024:
-            raise ConvergeError("tune_bufsize %d is too small; HAProxy's default is 16384" % params["tune_bufsize"])
+            raise ConvergeError("%s on %s: tune_bufsize %d is too small (HAProxy's default is 16384); nothing was sent"
+                                % (describe_paths(item["path"] for item in items_from_params(params)),
+                                   params["endpoint"], params["tune_bufsize"]))
         requests = prepare_requests(items_from_params(params), endpoint, process=process,
                                     bufsize=params["tune_bufsize"], allow_expired=params["allow_expired"])
         with api.RuntimeSession(endpoint, process=process, timeout=params["timeout"],
@@ -351,10 +354,8 @@ def main():
     except ConvergeError as exc:
         error, results = exc.message, exc.results
     except api.RuntimeApiError as exc:
-        paths = [item["path"] for item in items_from_params(params)]
-        shown = ", ".join(str(path) for path in paths[:5]) + (" (and %d more)" % (len(paths) - 5) if len(paths) > 5
-                                                             else "")
-        error = "certificates %s on %s: %s" % (shown, params["endpoint"], exc)
+        error = "%s on %s: %s" % (describe_paths(item["path"] for item in items_from_params(params)),
+                                  params["endpoint"], exc)
     if converger is not None:
         warnings = converger.warnings
     for warning in warnings:
