@@ -357,8 +357,8 @@ class RuntimeSession:
             raise self._error(
                 PayloadTooLarge,
                 "`%s` with its payload is %d bytes, more than HAProxy's buffer takes (tune.bufsize %d, at most "
-                "%d bytes per command); nothing was sent" % (command, len(data), self.bufsize,
-                                                           self.max_command_bytes),
+                "%d bytes per command); nothing was sent"
+                % (command, len(data), self.bufsize, self.max_command_bytes),
                 command=command,
             )
         return self._reply_text(self._exchange(data, command))

@@ -163,6 +163,11 @@ def prepare_requests(items, endpoint, process=None, bufsize=api.DEFAULT_BUFSIZE,
     """
     requests = []
     seen = set()
+    for item in items:
+        path = item.get("path")
+        if path in seen:
+            raise ConvergeError("certificate %s on %s: it is listed twice; nothing was sent" % (path, endpoint))
+        seen.add(path)
     for index, item in enumerate(items):
         path = item.get("path")
         where = "certificates[%d]" % index
@@ -170,9 +175,6 @@ def prepare_requests(items, endpoint, process=None, bufsize=api.DEFAULT_BUFSIZE,
             raise ConvergeError("%s on %s: path is required" % (where, endpoint))
         try:
             _check_word(path, "path")
-            if path in seen:
-                raise _Invalid("it is listed twice")
-            seen.add(path)
             state = item.get("state") or "present"
             crt_list = item.get("crt_list")
             options = item.get("crt_list_options")

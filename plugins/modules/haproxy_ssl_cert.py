@@ -39,7 +39,7 @@ description:
   - Changes are made in memory only. Write the bundle where HAProxy loads it at start as well (for example with
     M(ingress.haproxy.haproxy_cert_bundle)) so a restart serves the same certificate.
 author:
-  - ingress.haproxy maintainers
+  - ingress.haproxy maintainers (@ingress-haproxy)
 extends_documentation_fragment:
   - ingress.haproxy._attributes
   - ingress.haproxy.runtime_api

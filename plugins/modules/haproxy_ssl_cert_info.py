@@ -17,7 +17,7 @@ description:
   - What it reports is what the process serves now, which can differ from the files on disk after a Runtime API
     update.
 author:
-  - ingress.haproxy maintainers
+  - ingress.haproxy maintainers (@ingress-haproxy)
 extends_documentation_fragment:
   - ingress.haproxy._attributes
   - ingress.haproxy._attributes.INFO_MODULE

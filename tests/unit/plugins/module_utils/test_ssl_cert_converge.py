@@ -1,0 +1,309 @@
+# Copyright (c) ingress.haproxy contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""The convergence logic: local validation, and the real HAProxy of the lab for the rest.
+
+The playbook-level cases live in the haproxy_ssl_cert integration target; here
+are the ones a playbook cannot stage: a transaction another client opens
+between our listing and our set (Debian's 2.6.12 then answers our set by
+updating that other transaction), and the exact commands a rerun sends.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import sys
+
+import pytest
+
+from ansible_collections.ingress.haproxy.plugins.module_utils import _runtime_api as api
+from ansible_collections.ingress.haproxy.plugins.module_utils._ssl_cert_converge import (
+    ConvergeError,
+    Converger,
+    describe_paths,
+    diff_of,
+    items_from_params,
+    prepare_requests,
+)
+from ansible_collections.ingress.haproxy.plugins.module_utils._ssl_cert_status import (
+    parse_cert_detail,
+    parse_cert_list,
+)
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import NameOID
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+LAB_DIR = os.path.normpath(os.path.join(HERE, "..", "..", "..", "lab"))
+NOW = datetime.datetime.now(datetime.timezone.utc)
+
+
+class Pki:
+    """A root and an intermediate; leaves signed by the intermediate."""
+
+    def __init__(self):
+        self.root_key = ec.generate_private_key(ec.SECP256R1())
+        self.root = self._sign("converge root", self.root_key.public_key(), "converge root", self.root_key, ca=True)
+        self.key = ec.generate_private_key(ec.SECP256R1())
+        self.intermediate = self._sign("converge intermediate", self.key.public_key(), "converge root",
+                                       self.root_key, ca=True)
+
+    @staticmethod
+    def _sign(subject, public_key, issuer, signing_key, ca=False, names=()):
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+            .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
+            .public_key(public_key)
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(NOW - datetime.timedelta(hours=1))
+            .not_valid_after(NOW + datetime.timedelta(days=30))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        )
+        if names:
+            builder = builder.add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in names]),
+                                            critical=False)
+        return builder.sign(signing_key, hashes.SHA256())
+
+    def bundle(self, name, extra_names=0, key=None):
+        key = key or ec.generate_private_key(ec.SECP256R1())
+        names = [name] + ["h%04d.%s" % (index, name) for index in range(extra_names)]
+        leaf = self._sign(name, key.public_key(), "converge intermediate", self.key, names=names)
+        text = "".join(item.public_bytes(serialization.Encoding.PEM).decode() for item in (leaf, self.intermediate))
+        text += key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                  serialization.NoEncryption()).decode()
+        return leaf, text
+
+
+@pytest.fixture(scope="module")
+def pki():
+    return Pki()
+
+
+# -- local validation ------------------------------------------------------
+
+def _items(**item):
+    item.setdefault("path", "/etc/haproxy/certs/a.pem")
+    return [item]
+
+
+@pytest.mark.parametrize("items, words", [
+    (_items(content="x", src="/x"), "give src or content, not both"),
+    (_items(), "src or content is required"),
+    (_items(state="absent", src="/x"), "state absent takes no src or content"),
+    (_items(content="   \n"), "the content is empty"),
+    (_items(path="/with space.pem", content="x"), "one word without whitespace"),
+    (_items(content="x", crt_list_options="[alpn h2]"), "without the surrounding [ ]"),
+    (_items(content="x", sni_filters=["a b"]), "SNI filter 'a b'"),
+    (_items(content="not pem"), "holds no PEM certificate"),
+    (_items(src="/nonexistent/x.pem"), "/nonexistent/x.pem does not exist"),
+    (_items(content="x") + _items(content="x"), "listed twice"),
+])
+def test_prepare_refuses(items, words):
+    with pytest.raises(ConvergeError) as info:
+        prepare_requests(items, "127.0.0.1:9999")
+    message = str(info.value)
+    assert words in message and "127.0.0.1:9999" in message and message.endswith("nothing was sent")
+
+
+def test_prepare_sizes_the_set_commands(pki):
+    dummy_leaf, small = pki.bundle("small.test")
+    # Whole bundle over the buffer, certificates alone under it: chain as NAME, key as NAME.key.
+    dummy_leaf, split = pki.bundle("split.test", extra_names=500, key=rsa.generate_private_key(65537, 4096))
+    dummy_leaf, huge = pki.bundle("huge.test", extra_names=900)
+    requests = prepare_requests([{"path": "/c/small.pem", "content": small},
+                                 {"path": "/c/split.pem", "content": split}], "e", process="@1")
+    assert [target for target, dummy_payload in requests[0].payloads] == ["/c/small.pem"]
+    assert [target for target, dummy_payload in requests[1].payloads] == ["/c/split.pem", "/c/split.pem.key"]
+    assert all(api.command_bytes("set ssl cert " + target, payload, "@1") <= api.DEFAULT_BUFSIZE - api.BUFSIZE_MARGIN
+               for target, payload in requests[1].payloads)
+    assert "PRIVATE KEY" not in requests[1].payloads[0][1] and "PRIVATE KEY" in requests[1].payloads[1][1]
+    with pytest.raises(ConvergeError) as info:
+        prepare_requests([{"path": "/c/huge.pem", "content": huge}], "e")
+    assert "tune.bufsize 16384" in str(info.value)
+    # With a larger buffer the same bundle goes in one command.
+    assert len(prepare_requests([{"path": "/c/huge.pem", "content": huge}], "e", bufsize=65536)[0].payloads) == 1
+
+
+def test_items_from_params_defaults():
+    entries = [{"path": "/a", "src": "/s"}, {"path": "/b", "state": "absent", "crt_list": "/other"}]
+    params = {"path": None, "certificates": entries, "state": "present", "crt_list": "/list",
+              "crt_list_options": "alpn h2"}
+    items = items_from_params(params)
+    assert [(item["path"], item["state"], item["crt_list"], item["crt_list_options"]) for item in items] == [
+        ("/a", "present", "/list", "alpn h2"), ("/b", "absent", "/other", "alpn h2")]
+
+
+def test_describe_paths_and_diff():
+    assert describe_paths(["/a"]) == "certificate /a"
+    assert describe_paths(["/%d" % n for n in range(7)]) == "certificates /0, /1, /2, /3, /4 (and 2 more)"
+    diff = diff_of([{"path": "/a", "changed": True, "before": None, "after": {"serial": "01"}},
+                    {"path": "/b", "changed": False, "before": {}, "after": {}}])
+    assert diff == {"before": {"/a": "absent"}, "after": {"/a": {"serial": "01"}}}
+
+
+# -- the real HAProxy --------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def lab():
+    sys.path.insert(0, LAB_DIR)
+    try:
+        from ingress_lab import Lab  # pylint: disable=import-outside-toplevel
+    finally:
+        sys.path.remove(LAB_DIR)
+    with Lab(os.environ.get("INGRESS_LAB_ROOT", "/tmp/ingress-lab"), instances=1, preload=4) as running:
+        yield running.state["instances"][0]
+
+
+def _path(instance, number):
+    return os.path.join(instance["cert_dir"], "preload-%04d.pem" % number)
+
+
+class Recording:
+    """Wraps a real session's execute to list the commands it sends (the payloads are not kept)."""
+
+    def __init__(self, session):
+        self.commands = []
+        original = session.execute
+
+        def execute(command, payload=None):
+            self.commands.append(command)
+            return original(command, payload)
+
+        session.execute = execute
+
+
+def _transaction(instance):
+    with api.RuntimeSession(instance["runtime_unix"], timeout=5) as session:
+        return parse_cert_list(session.show_ssl_cert_list()).transaction
+
+
+def test_rerun_sends_no_set(lab, pki):
+    leaf, text = pki.bundle("rerun.test")
+    requests = prepare_requests([{"path": _path(lab, 1), "content": text}], lab["runtime_tcp"])
+    with api.RuntimeSession(lab["runtime_tcp"], timeout=5) as session:
+        recording = Recording(session)
+        first = Converger(session).run(requests)
+        second = Converger(session).run(requests)
+    fingerprint = leaf.fingerprint(hashes.SHA1()).hex().upper()
+    assert first[0]["action"] == "updated" and first[0]["after"]["fingerprint"] == fingerprint
+    assert second[0]["action"] == "unchanged"
+    path = _path(lab, 1)
+    assert recording.commands == [
+        "show ssl cert", "show ssl cert " + path, "set ssl cert " + path, "commit ssl cert " + path,
+        "show ssl cert " + path,
+        "show ssl cert", "show ssl cert " + path,
+    ]
+
+
+def test_conflict_seen_in_the_set_reply(lab, pki):
+    """Another client opens a transaction after our listing: the set reply (not HAProxy) tells."""
+    dummy_leaf, ours = pki.bundle("ours.test")
+    dummy_leaf, theirs = pki.bundle("theirs.test")
+    mine, other = _path(lab, 2), _path(lab, 3)
+    requests = prepare_requests([{"path": mine, "content": ours}], lab["runtime_tcp"])
+    with api.RuntimeSession(lab["runtime_tcp"], timeout=5) as session:
+        before = parse_cert_detail(session.show_ssl_cert(mine))
+        stale_listing = session.show_ssl_cert_list()
+        with api.RuntimeSession(lab["runtime_unix"], timeout=5) as other_client:
+            other_client.set_ssl_cert(other, theirs)
+        try:
+            # The converger reads the listing from before the other client's set.
+            session.show_ssl_cert_list = lambda: stale_listing
+            with pytest.raises(ConvergeError) as info:
+                Converger(session, wait=0.5).run(requests)
+            pending = parse_cert_detail(session.execute("show ssl cert *" + other))
+            after = parse_cert_detail(session.show_ssl_cert(mine))
+        finally:
+            with api.RuntimeSession(lab["runtime_unix"], timeout=5) as cleanup:
+                cleanup.abort_ssl_cert(other)
+    message = str(info.value)
+    assert mine in message and lab["runtime_tcp"] in message and "on %s, is open" % other in message
+    assert after.fingerprint == before.fingerprint
+    # Debian's 2.6.12 put our certificate into the other client's transaction: the message says to abort it.
+    assert pending.names == ["ours.test"]
+    assert "abort it" in message
+
+
+def test_conflict_in_the_set_reply_with_abort_pending(lab, pki):
+    leaf, ours = pki.bundle("ours2.test")
+    dummy_leaf, theirs = pki.bundle("theirs2.test")
+    mine, other = _path(lab, 2), _path(lab, 3)
+    requests = prepare_requests([{"path": mine, "content": ours}], lab["runtime_tcp"])
+    with api.RuntimeSession(lab["runtime_tcp"], timeout=5) as session:
+        stale_listing = session.show_ssl_cert_list()
+        with api.RuntimeSession(lab["runtime_unix"], timeout=5) as other_client:
+            other_client.set_ssl_cert(other, theirs)
+        session.show_ssl_cert_list = lambda: stale_listing
+        converger = Converger(session, abort_pending=True, wait=0.5)
+        results = converger.run(requests)
+    assert results[0]["after"]["fingerprint"] == leaf.fingerprint(hashes.SHA1()).hex().upper()
+    assert converger.warnings == ["aborted the open certificate transaction on %s (abort_pending) on %s"
+                                  % (other, lab["runtime_tcp"])]
+    assert _transaction(lab) is None
+
+
+def test_leftover_on_our_certificate_is_replaced_first(lab, pki):
+    """A transaction left on one of our certificates is handled first, so the others do not run into it."""
+    dummy_leaf, first = pki.bundle("first.test")
+    leaf, second = pki.bundle("second.test")
+    dummy_leaf, stale = pki.bundle("stale.test")
+    one, two = _path(lab, 1), _path(lab, 4)
+    with api.RuntimeSession(lab["runtime_unix"], timeout=5) as crashed_run:
+        crashed_run.set_ssl_cert(two, stale)
+    requests = prepare_requests([{"path": one, "content": first}, {"path": two, "content": second}],
+                                lab["runtime_tcp"])
+    with api.RuntimeSession(lab["runtime_tcp"], timeout=5) as session:
+        recording = Recording(session)
+        results = Converger(session, wait=0.5).run(requests)
+    assert [result["path"] for result in results] == [one, two]
+    assert results[1].get("replaced_transaction") is True
+    assert results[1]["after"]["fingerprint"] == leaf.fingerprint(hashes.SHA1()).hex().upper()
+    sets = [command for command in recording.commands if command.startswith("set ")]
+    assert sets == ["set ssl cert " + two, "set ssl cert " + one]
+    assert _transaction(lab) is None
+
+
+def test_new_certificate_into_a_missing_crt_list_changes_nothing(lab, pki):
+    dummy_leaf, text = pki.bundle("orphan.test")
+    path = os.path.join(lab["cert_dir"], "orphan.pem")
+    requests = prepare_requests([{"path": path, "content": text, "crt_list": "/nonexistent/list"}],
+                                lab["runtime_tcp"])
+    with api.RuntimeSession(lab["runtime_tcp"], timeout=5) as session:
+        recording = Recording(session)
+        with pytest.raises(ConvergeError) as info:
+            Converger(session).run(requests)
+        assert path not in parse_cert_list(session.show_ssl_cert_list())
+    assert "crt-list /nonexistent/list is not loaded" in str(info.value)
+    assert not [command for command in recording.commands if not command.startswith("show ")]
+
+
+def test_absent_removes_every_crt_list_line(lab, pki):
+    dummy_leaf, text = pki.bundle("twice.test")
+    path = os.path.join(lab["cert_dir"], "twice.pem")
+    with api.RuntimeSession(lab["runtime_tcp"], timeout=5) as session:
+        session.new_ssl_cert(path)
+        session.set_ssl_cert(path, text)
+        session.commit_ssl_cert(path)
+        session.add_ssl_crt_list(lab["crt_list"], path + " twice.test")
+        session.add_ssl_crt_list(lab["crt_list"], path + " [alpn h2] www.twice.test")
+        results = Converger(session).run(prepare_requests([{"path": path, "state": "absent"}], lab["runtime_tcp"]))
+        assert path not in parse_cert_list(session.show_ssl_cert_list())
+        assert path not in session.show_ssl_crt_list(lab["crt_list"])
+    assert results[0]["action"] == "removed" and results[0]["crt_lists"] == [lab["crt_list"]]
+
+
+def test_connection_closed_by_haproxy_leaves_no_transaction(lab, pki):
+    """Told a larger tune.bufsize than HAProxy has, the set is too large: 2.6.12 hangs up without a word."""
+    dummy_leaf, text = pki.bundle("oversized.test", extra_names=900)
+    path = _path(lab, 1)
+    requests = prepare_requests([{"path": path, "content": text}], lab["runtime_tcp"], bufsize=1 << 20)
+    with api.RuntimeSession(lab["runtime_tcp"], timeout=5, bufsize=1 << 20) as session:
+        with pytest.raises(ConvergeError) as info:
+            Converger(session).run(requests)
+    assert "set ssl cert %s" % path in str(info.value)
+    assert _transaction(lab) is None
