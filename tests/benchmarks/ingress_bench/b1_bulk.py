@@ -158,7 +158,10 @@ def run(context: Context) -> Section:
             args = {'endpoint': instance['runtime_tcp'],
                     'certificates': [{'path': entry.path, 'src': source}
                                      for entry, source in zip(entries, sources[context.repetitions % 2])]}
+            try:
+                profile = profile_module('haproxy_ssl_cert', args, context.scratch('b1/profile'))
+            except (OSError, RuntimeError, ValueError) as exc:
+                profile = f'profiling failed: {exc}'
             section.notes.append('(c) missed: cProfile of one module run (the same bulk call, '
-                                 f'{instance["name"]}, run directly with the venv Python):\n\n'
-                                 + profile_module('haproxy_ssl_cert', args, context.scratch('b1/profile')))
+                                 f'{instance["name"]}, run directly with the venv Python):\n\n' + profile)
     return section

@@ -99,6 +99,29 @@ def _reload(instance: dict, target_path: str, pem: str, fingerprint: str, target
     row.probes.add(probes)
 
 
+def _command_costs(instance: dict, path: str, pem: str, costs: dict[str, Series]) -> None:
+    """Replay the module's command sequence for one update with the raw client, HAProxy CPU per command."""
+    pid = instance['pid']
+
+    def measured(label: str, action):
+        before = procstat.sample(pid).cpu_ns
+        result = action()
+        costs.setdefault(label, Series(label)).add((procstat.sample(pid).cpu_ns - before) / 1e9)
+        return result
+
+    session = measured('connect + `prompt`', lambda: floor.Session(instance['runtime_tcp']))
+    with session:
+        measured('`show ssl cert` (list every certificate, once per session)', lambda: session.command('show ssl cert'))
+        measured('`show ssl cert PATH` (compare)', lambda: session.command(f'show ssl cert {path}'))
+        reply = measured('`set ssl cert PATH <<` (payload)', lambda: session.command(f'set ssl cert {path}', pem))
+        if f'for certificate {path}!' not in reply:
+            raise floor.FloorError(f'set ssl cert {path}: {reply!r}')
+        reply = measured('`commit ssl cert PATH`', lambda: session.command(f'commit ssl cert {path}'))
+        if 'Success!' not in reply:
+            raise floor.FloorError(f'commit ssl cert {path}: {reply!r}')
+        measured('`show ssl cert PATH` (verify)', lambda: session.command(f'show ssl cert {path}'))
+
+
 def run(context: Context) -> Section:
     count = 200 if context.quick else 10000
     section = Section('B2', f'one certificate out of {count:,}')
@@ -127,8 +150,9 @@ def run(context: Context) -> Section:
 
         rows = {key: Measurement(key) for key in ('module', 'floor', 'reload')}
         start = Series('start')
+        costs: dict[str, Series] = {}
         for repetition in range(context.repetitions):
-            versions = context.issuer.generation([target.name] * 3, f'b2-{repetition}')
+            versions = context.issuer.generation([target.name] * 4, f'b2-{repetition}')
             source = versions.write(os.path.join(sources_dir, str(repetition)))[0]
             inventory = runner.inventory(f'inventory-{repetition}.yml', {instance['name']: {
                 'bench_endpoint': instance['runtime_tcp'], 'bench_path': target.path, 'bench_src': source}})
@@ -150,6 +174,7 @@ def run(context: Context) -> Section:
                     rows['reload'])
             elapsed, _document = runner.run(empty, inventory, forks=1)
             start.add(elapsed)
+            _command_costs(instance, target.path, versions.pems[3], costs)
             context.log(f'B2 run {repetition + 1}: ' + ', '.join(
                 f'{key} cpu={row.cpu.values[-1] * 1000:.2f}ms served={row.served.values[-1]:.2f}s'
                 for key, row in rows.items()))
@@ -168,6 +193,11 @@ def run(context: Context) -> Section:
         table.append(['Ansible fixed start (empty play), for reference', '', '', duration(start.median), ''])
         section.table(['path', 'HAProxy CPU (median)', 'ratio to module', 'wall to new leaf served',
                        'peak RSS of the HAProxy tree'], table)
+        section.table(['Runtime API command (the module\'s sequence for one update, replayed by the raw client)',
+                       'HAProxy CPU (median)', 'share of the sequence'],
+                      [[label, milliseconds(series.median),
+                        f'{100 * series.median / sum(item.median for item in costs.values()):.0f} %']
+                       for label, series in costs.items()])
         section.notes.append('CPU per run (ms): ' + '; '.join(
             f'{key} ' + ', '.join(f'{value * 1000:.2f}' for value in row.cpu.values) for key, row in rows.items()))
         section.notes.append(f'Runs: {context.repetitions}; reload probes per run (median): '

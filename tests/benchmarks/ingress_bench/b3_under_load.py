@@ -46,9 +46,13 @@ def _reload_until(stop: threading.Event, master_pid: int, pause: float, counter:
 
 
 def _phase(phase: str, instance: dict, names: list[str], accepted: dict, duration: float, rate: float,
-           paths: list[str], generations) -> tuple[list, int]:
-    """Run the load for ``duration`` with the phase's background action; return (samples, actions)."""
+           paths: list[str], generations) -> tuple[list, int, float]:
+    """Run the load for ``duration`` with the phase's background action.
+
+    Returns the samples, how many background actions ran, and HAProxy's CPU seconds over the phase.
+    """
     load = LoadRun(instance['address'], instance['tls_port'], names, accepted, duration, rate)
+    before = procstat.settled(instance['pid'])
     load.wait_started()
     stop = threading.Event()
     counter = {'actions': 0}
@@ -75,7 +79,8 @@ def _phase(phase: str, instance: dict, names: list[str], accepted: dict, duratio
     samples = load.collect()
     if errors:
         raise errors[0]
-    return samples, counter['actions']
+    after = procstat.settled(instance['pid'])
+    return samples, counter['actions'], (after.cpu_ticks - before.cpu_ticks) / procstat.CLOCK_TICKS
 
 
 def run(context: Context) -> Section:
@@ -110,12 +115,14 @@ def run(context: Context) -> Section:
 
         samples = {phase: [] for phase in PHASES}
         actions = collections.Counter()
+        cpu = collections.Counter()
         for round_number in range(rounds):
             for phase in PHASES:
-                phase_samples, phase_actions = _phase(phase, instance, names, accepted, duration, rate,
-                                                      paths, generations)
+                phase_samples, phase_actions, phase_cpu = _phase(phase, instance, names, accepted, duration,
+                                                                 rate, paths, generations)
                 samples[phase].extend(phase_samples)
                 actions[phase] += phase_actions
+                cpu[phase] += phase_cpu
                 latencies = [latency for _start, latency, outcome in phase_samples if outcome in ('ok', 'wrong-leaf')]
                 context.log(f'B3 round {round_number + 1} {phase}: {len(phase_samples)} handshakes, '
                             f'p99 {percentile(latencies, 0.99) * 1000:.2f} ms, {phase_actions} actions')
@@ -131,7 +138,7 @@ def run(context: Context) -> Section:
             background = {'idle': '—', 'rotation': f'{actions[phase]:,} certificates replaced',
                           'reload': f'{actions[phase]} reloads'}[phase]
             table.append([
-                phase, background, f'{len(latencies):,}', f'{failed:,}', f'{outcomes["wrong-leaf"]:,}',
+                phase, background, f'{cpu[phase] / (rounds * duration) * 100:.0f} %', f'{len(latencies):,}', f'{failed:,}', f'{outcomes["wrong-leaf"]:,}',
                 milliseconds(percentile(latencies, 0.5)) if latencies else '—',
                 milliseconds(summary[phase]['p99']) if latencies else '—',
                 milliseconds(max(latencies)) if latencies else '—',
@@ -141,7 +148,7 @@ def run(context: Context) -> Section:
             if errors:
                 section.notes.append(f'{phase}: failed handshakes by error: '
                                      + ', '.join(f'{name} {number}' for name, number in sorted(errors.items())))
-        section.table(['phase', 'background work', 'completed handshakes', 'failed', 'wrong leaf',
+        section.table(['phase', 'background work', 'HAProxy CPU (of one core)', 'completed handshakes', 'failed', 'wrong leaf',
                        'p50', 'p99', 'max', 'p99 / idle p99'], table)
         rotation = summary['rotation']
         bound = 1.2 * summary['idle']['p99']
