@@ -240,7 +240,8 @@ class WatchSettings:
     def from_args(cls, args: dict[str, Any]) -> WatchSettings:
         """Check the rulebook's arguments; raise CertChangesError naming the bad one."""
         known = {"paths", "path", "patterns", "ignore_patterns", "recursive", "settle", "poll_interval", "startup_event"}
-        unknown = sorted(set(args) - known)
+        # ansible-rulebook may add its own eda_* arguments (eda_feedback_queue)
+        unknown = sorted(name for name in set(args) - known if not name.startswith("eda_"))
         if unknown:
             raise CertChangesError(f"cert_changes: unknown argument(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
         paths = args.get("paths", args.get("path"))

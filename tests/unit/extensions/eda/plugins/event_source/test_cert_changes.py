@@ -235,7 +235,7 @@ def test_bad_arguments_name_the_argument(args, message):
 
 
 def test_arguments_defaults_and_alias(tmp_path):
-    settings = WatchSettings.from_args({"path": str(tmp_path), "recursive": "yes"})
+    settings = WatchSettings.from_args({"path": str(tmp_path), "recursive": "yes", "eda_feedback_queue": object()})
     assert settings.paths == (str(tmp_path),)
     assert settings.recursive is True
     assert settings.settle == 3.0 and settings.poll_interval == 1.0 and settings.startup_event is False
