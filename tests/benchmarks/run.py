@@ -5,7 +5,7 @@
 
 """Run the benchmarks against the loopback lab and write docs/benchmarks.md.
 
-  run.py --lab-root DIR --out docs/benchmarks.md [--quick] [--only B1,B3] [--repetitions N]
+  run.py --lab-root DIR --out docs/benchmarks.md [--quick] [--only B1,B3] [--repetitions N] [--note TEXT]
 
 Run from the collection tree inside an ``ansible_collections`` directory with
 ANSIBLE_COLLECTIONS_PATH pointing there (``make bench`` does both). These are
@@ -62,7 +62,8 @@ def _version(argv: list[str]) -> str:
         return f'unknown ({exc})'
 
 
-def _header(context: Context, selected: list[str], started: float, load_before: tuple, load_after: tuple) -> str:
+def _header(context: Context, selected: list[str], started: float, load_before: tuple, load_after: tuple,
+            note: str) -> str:
     cpus = os.cpu_count()
     ansible_playbook = os.path.join(os.path.dirname(context.python), 'ansible-playbook')
     mode = 'quick (small N, one run: a smoke check, not a measurement)' if context.quick else 'full'
@@ -88,9 +89,23 @@ def _header(context: Context, selected: list[str], started: float, load_before: 
         f'{" ".join(f"{v:.2f}" for v in load_after)} |',
         '',
         f'These numbers come from a {cpus}-core machine: HAProxy, the clients and Ansible share those '
-        'cores, so absolute times are modest and the ratios are what carries over.',
+        'cores, so absolute times are modest and the ratios are what carries over.'
+        + (f' {note}' if note else ''),
+        '',
         '',
     ])
+
+
+def _summary(sections: list[Section]) -> str:
+    """Every target of every benchmark in one table, for readers (and the README) in a hurry."""
+    rows = ['## Summary', '', '| benchmark | target | result | numbers |', '|---|---|---|---|']
+    for section in sections:
+        if section.error:
+            rows.append(f'| {section.key} | — | did not complete | see below |')
+        for target in section.targets:
+            rows.append(f'| {section.key} | {target.text} | {"met" if target.met else "**missed**"} | '
+                        f'{target.evidence} |')
+    return '\n'.join(rows) + '\n\n'
 
 
 def main() -> int:
@@ -100,6 +115,7 @@ def main() -> int:
     parser.add_argument('--quick', action='store_true', help='small N and one run per row: a smoke check')
     parser.add_argument('--only', default='', help='comma-separated subset, e.g. B1,B3')
     parser.add_argument('--repetitions', type=int, default=0, help='runs per row (default 3, 1 with --quick)')
+    parser.add_argument('--note', default='', help='a sentence on the conditions of this run, for the report')
     parser.add_argument('--keep-workdir', action='store_true', help='keep the scratch files for inspection')
     args = parser.parse_args()
 
@@ -135,7 +151,8 @@ def main() -> int:
     finally:
         if not args.keep_workdir:
             shutil.rmtree(workdir, ignore_errors=True)
-    report = _header(context, selected, started, load_before, os.getloadavg())
+    report = _header(context, selected, started, load_before, os.getloadavg(), args.note)
+    report += _summary(sections)
     report += '\n'.join(section.markdown() for section in sections)
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, 'w', encoding='utf-8') as out:

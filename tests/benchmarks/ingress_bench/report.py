@@ -66,7 +66,7 @@ def duration(value: float) -> str:
 
 
 def milliseconds(value: float) -> str:
-    return f'{value * 1000:.2f} ms' if value < 10 else f'{value * 1000:.0f} ms'
+    return f'{value * 1000:.2f} ms' if value < 0.01 else f'{value * 1000:.0f} ms'
 
 
 def ratio(value: float) -> str:
