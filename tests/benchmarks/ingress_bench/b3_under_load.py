@@ -51,9 +51,6 @@ def _phase(phase: str, instance: dict, names: list[str], accepted: dict, duratio
 
     Returns the samples, how many background actions ran, and HAProxy's CPU seconds over the phase.
     """
-    load = LoadRun(instance['address'], instance['tls_port'], names, accepted, duration, rate)
-    before = procstat.settled(instance['pid'])
-    load.wait_started()
     stop = threading.Event()
     counter = {'actions': 0}
     errors = []
@@ -70,13 +67,19 @@ def _phase(phase: str, instance: dict, names: list[str], accepted: dict, duratio
                                                         generations, counter))
     elif phase == 'reload':
         worker = threading.Thread(target=guarded, args=(_reload_until, stop, instance['pid'], 0.5, counter))
-    if worker:
-        worker.start()
-    time.sleep(duration)
-    stop.set()
-    if worker:
-        worker.join()
-    samples = load.collect()
+    before = procstat.settled(instance['pid'])
+    load = LoadRun(instance['address'], instance['tls_port'], names, accepted, duration, rate)
+    try:
+        load.wait_started()
+        if worker:
+            worker.start()
+        time.sleep(duration)
+    finally:
+        stop.set()
+        if worker and worker.is_alive():
+            worker.join()
+        # Always wait for (or end) the client processes, also when the phase failed.
+        samples = load.collect()
     if errors:
         raise errors[0]
     after = procstat.settled(instance['pid'])
