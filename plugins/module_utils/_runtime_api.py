@@ -274,11 +274,20 @@ class RuntimeSession:
         # The reply to "prompt" is the prompt itself: "\n> " on a worker, "master> " on the master CLI.
         raw = self._exchange(b"prompt\n", "prompt", first=True)
         self._prompt = raw.lstrip(b"\n")
-        if self._prompt.startswith(b"master") and not self.process:
+        is_master = self._prompt.startswith(b"master")
+        if is_master and not self.process:
             self.close()
             raise self._error(
                 EndpointError,
                 "%s is a master CLI: set process (@1 for the first worker, @!PID for one process)" % endpoint,
+                command="prompt",
+            )
+        if self.process and not is_master:
+            self.close()
+            raise self._error(
+                EndpointError,
+                "%s is a worker's own Runtime API, not a master CLI: leave process (%s) unset"
+                % (endpoint, self.process),
                 command="prompt",
             )
 

@@ -346,6 +346,14 @@ def test_master_cli_without_process_is_refused():
     assert "master CLI" in str(info.value) and "@1" in str(info.value)
 
 
+def test_process_on_a_worker_socket_is_refused():
+    script = Script([exchange(CAPTURED, "prompt")])
+    with pytest.raises(api.EndpointError) as info:
+        api.RuntimeSession(script.endpoint, process="@1", timeout=5).open()
+    script.finish()
+    assert "not a master CLI" in str(info.value)
+
+
 def test_master_cli_unknown_process_closes():
     command, reply = exchange(CAPTURED, "master_unknown_process")
     assert CAPTURED["exchanges"]["master_unknown_process"]["end"] == "closed"
