@@ -16,10 +16,17 @@ class Target:
     text: str
     met: bool
     evidence: str
+    # False in --quick runs: their sizes are too small for the targets to mean anything.
+    judged: bool = True
+
+    @property
+    def verdict(self) -> str:
+        if not self.judged:
+            return 'not judged (quick run)'
+        return 'met' if self.met else '**missed**'
 
     def markdown(self) -> str:
-        verdict = 'met' if self.met else '**missed**'
-        return f'- Target: {self.text} — {verdict} ({self.evidence}).'
+        return f'- Target: {self.text} — {self.verdict} ({self.evidence}).'
 
 
 @dataclasses.dataclass
