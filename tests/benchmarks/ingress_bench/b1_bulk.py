@@ -94,15 +94,15 @@ def run(context: Context) -> Section:
         empty = runner.write('empty.yml', EMPTY_PLAY)
         ping = runner.write('ping.yml', PING_PLAY)
 
+        def jobs(generation):
+            """What the raw clients send: every instance's certificate paths with this generation's bundles."""
+            return {instance['runtime_tcp']: [(entry.path, pem) for entry, pem in
+                                              zip(loaded[instance['name']], generation.pems)]
+                    for instance in instances}
+
         rows = {key: Series(key) for key in ('a', 'b', 'c', 'd', 'start', 'task')}
         for repetition in range(context.repetitions):
             first, second = repetition % 2, (repetition + 1) % 2
-
-            def jobs(generation):
-                return {instance['runtime_tcp']: [(entry.path, pem) for entry, pem in
-                                                  zip(loaded[instance['name']], generation.pems)]
-                        for instance in instances}
-
             rows['a'].add(floor.run_parallel(jobs(generations[first])))
             rows['b'].add(floor.run_parallel(jobs(generations[second]), socat_loop.rotate))
             elapsed, document = runner.run(converge, inventories[first], forks=INSTANCES)
@@ -116,7 +116,7 @@ def run(context: Context) -> Section:
             rows['start'].add(elapsed)
             elapsed, _document = runner.run(ping, inventories[first], forks=INSTANCES)
             rows['task'].add(elapsed)
-            context.log('B1 run {}: '.format(repetition + 1)
+            context.log(f'B1 run {repetition + 1}: '
                         + ', '.join(f'{key}={series.values[-1]:.2f}s' for key, series in rows.items()))
 
         floor_time = rows['a'].median
