@@ -478,7 +478,9 @@ def _bundle(common_name, serial, issuer_cert=None, issuer_key=None, extra_names=
     return certificate, cert_pem, key_pem
 
 
-@pytest.fixture(scope="module")
+# Function scope on purpose: ansible-test runs each test in a forked child, where a module-scoped
+# fixture is set up again and never torn down, leaving HAProxy processes behind.
+@pytest.fixture
 def lab():
     sys.path.insert(0, LAB_DIR)
     try:

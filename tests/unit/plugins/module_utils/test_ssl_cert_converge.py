@@ -148,7 +148,9 @@ def test_describe_paths_and_diff():
 
 # -- the real HAProxy --------------------------------------------------------
 
-@pytest.fixture(scope="module")
+# Function scope on purpose: ansible-test runs each test in a forked child, where a module-scoped
+# fixture is set up again and never torn down, leaving HAProxy processes behind.
+@pytest.fixture
 def lab():
     sys.path.insert(0, LAB_DIR)
     try:
