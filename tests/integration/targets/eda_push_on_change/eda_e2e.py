@@ -68,17 +68,23 @@ def load_config(path: str) -> dict:
 
 
 def find_rulebook(config: dict) -> str:
-    """ansible-rulebook lives in its own venv (it pins its own dependencies)."""
-    candidates = []
+    """ansible-rulebook lives in its own venv (it pins its own dependencies); installed there if missing."""
     if config.get("ingress_eda_rulebook"):
-        candidates.append(config["ingress_eda_rulebook"])
-    # make's layout: <checkout>/.venv/bin/python and <checkout>/.tmp/eda-venv/bin/ansible-rulebook
+        check(os.access(config["ingress_eda_rulebook"], os.X_OK), f"ingress_eda_rulebook {config['ingress_eda_rulebook']} is not executable")
+        return config["ingress_eda_rulebook"]
+    # make's layout: <checkout>/.venv/bin/python, so <checkout>/.tmp/eda-venv
     checkout = os.path.dirname(os.path.dirname(os.path.dirname(config["ingress_lab_python"])))
-    candidates.append(os.path.join(checkout, ".tmp", "eda-venv", "bin", "ansible-rulebook"))
-    for candidate in candidates:
-        if os.access(candidate, os.X_OK):
-            return candidate
-    raise Failure(f"ansible-rulebook not found (looked at {', '.join(candidates)}); `make eda-venv` installs it")
+    venv = os.path.join(checkout, ".tmp", "eda-venv")
+    binary = os.path.join(venv, "bin", "ansible-rulebook")
+    if not os.access(binary, os.X_OK):
+        requirements = os.path.join(HERE, "requirements-eda.txt")
+        log(f"installing ansible-rulebook into {venv} from {requirements}")
+        subprocess.run([config["ingress_lab_python"], "-m", "venv", "--clear", venv], check=True)
+        subprocess.run(
+            [os.path.join(venv, "bin", "pip"), "install", "--quiet", "--disable-pip-version-check", "-r", requirements],
+            check=True,
+        )
+    return binary
 
 
 def java_home(config: dict) -> str:
