@@ -51,8 +51,12 @@ collection: setup
 sanity: collection
 	cd $(COLL) && ansible-test sanity --venv --python 3.12 --color no
 
+# Some unit tests talk to a real HAProxy: each starts its own lab under
+# /tmp/ingress-lab (ansible-test passes no environment through); the reaper
+# stops whatever a crashed test left there.
 units: collection
-	cd $(COLL) && ansible-test units --local --python 3.12 --color no $(UNITS)
+	cd $(COLL) && { rc=0; ansible-test units --local --python 3.12 --color no $(UNITS) || rc=$$?; \
+		$(PY) tests/lab/lab.py stop-all --root /tmp/ingress-lab >/dev/null || true; exit $$rc; }
 
 # The lab's own tests: it starts every daemon and stops exactly what it started.
 lab-selftest: collection
