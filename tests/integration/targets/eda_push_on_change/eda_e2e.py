@@ -534,6 +534,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", required=True, help="tests/integration/integration_config.yml")
     args = parser.parse_args()
+    # Stopped from outside (a timeout): unwind, so that ansible-rulebook and the lab are stopped too.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     config = load_config(args.config)
     sys.path.insert(0, config["ingress_lab_dir"])
     from ingress_lab._pki import CertificateAuthority  # pylint: disable=import-error,import-outside-toplevel
