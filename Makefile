@@ -23,6 +23,9 @@ INSTALLED   := $(WORK)/installed
 export ANSIBLE_COLLECTIONS_PATH := $(COLL_ROOT)
 export PATH := $(BIN):$(PATH)
 
+# ansible-rulebook needs Java 17 (Debian's openjdk-17-jre-headless).
+JAVA_HOME   ?= $(shell readlink -f /usr/bin/java 2>/dev/null | sed 's:/bin/java$$::')
+
 INTEGRATION_TARGETS ?=
 UNITS ?=
 
@@ -46,6 +49,8 @@ collection: setup
 		'ingress_lab_python: $(PY)' \
 		'ingress_lab_dir: $(COLL)/tests/lab' \
 		'ingress_lab_root: $(WORK)/lab' \
+		'ingress_eda_rulebook: $(CURDIR)/.venv-eda/bin/ansible-rulebook' \
+		'ingress_java_home: $(JAVA_HOME)' \
 		> $(COLL)/tests/integration/integration_config.yml
 
 sanity: collection
@@ -76,7 +81,8 @@ lint: collection
 build: collection
 	rm -rf $(DIST) $(INSTALLED) && mkdir -p $(DIST)
 	cd $(COLL) && ansible-galaxy collection build --output-path $(DIST) --force
-	ansible-galaxy collection install --offline --no-deps -p $(INSTALLED) $(DIST)/ingress-haproxy-*.tar.gz
+	ANSIBLE_COLLECTIONS_PATH=$(INSTALLED) ansible-galaxy collection install --offline --no-deps --force \
+		-p $(INSTALLED) $(DIST)/ingress-haproxy-*.tar.gz
 	ANSIBLE_COLLECTIONS_PATH=$(INSTALLED) tests/utils/check_installed.sh
 
 test: sanity units lab-selftest integration lint build

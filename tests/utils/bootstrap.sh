@@ -8,7 +8,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 venv=${VENV:-$root/.venv}
 
-debian_packages=(haproxy bind9 bind9-utils bind9-dnsutils pebble socat systemd nghttp2-client rsync openssl git make shellcheck)
+debian_packages=(haproxy bind9 bind9-utils bind9-dnsutils pebble socat systemd nghttp2-client rsync openssl git make shellcheck openjdk-17-jre-headless)
 missing=()
 for pkg in "${debian_packages[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
@@ -43,6 +43,20 @@ if [ ! -e "$stamp" ]; then
     "$venv/bin/pip" install -q --disable-pip-version-check -r "$root/requirements-dev.txt"
     rm -f "$venv"/.bootstrap-*
     touch "$stamp"
+fi
+
+# ansible-rulebook pins its own dependencies: it gets a venv of its own.
+eda_venv=${EDA_VENV:-$root/.venv-eda}
+eda_requirements=$root/tests/integration/targets/eda_push_on_change/requirements-eda.txt
+eda_stamp=$eda_venv/.bootstrap-$(sha256sum "$eda_requirements" | cut -c1-16)
+if [ ! -e "$eda_stamp" ]; then
+    python=$(find_python312) || { echo "bootstrap: Python 3.12 not found" >&2; exit 1; }
+    echo "bootstrap: creating $eda_venv (ansible-rulebook)"
+    "$python" -m venv "$eda_venv"
+    "$eda_venv/bin/pip" install -q --disable-pip-version-check --upgrade pip
+    "$eda_venv/bin/pip" install -q --disable-pip-version-check -r "$eda_requirements"
+    rm -f "$eda_venv"/.bootstrap-*
+    touch "$eda_stamp"
 fi
 
 # ansible-test --venv downloads get-pip from a host this machine cannot reach;
