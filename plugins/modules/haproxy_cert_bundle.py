@@ -83,14 +83,20 @@ options:
   certificate_content:
     description:
       - The leaf certificate as a PEM string, instead of O(certificate).
+      - Never logged: a private key found here is used as well (a whole bundle pasted into it), so the string is
+        treated as secret.
     type: str
   chain_content:
     description:
       - The intermediate certificates as a PEM string, instead of O(chain).
+      - Never logged: a private key found here is used as well (a whole bundle pasted into it), so the string is
+        treated as secret.
     type: str
   fullchain_content:
     description:
       - The leaf and intermediate certificates as a PEM string, instead of O(fullchain).
+      - Never logged: a private key found here is used as well (a whole bundle pasted into it), so the string is
+        treated as secret.
     type: str
   privatekey_content:
     description:
@@ -492,9 +498,9 @@ def main() -> None:
             chain=dict(type="path"),
             fullchain=dict(type="path"),
             privatekey=dict(type="path"),
-            certificate_content=dict(type="str"),
-            chain_content=dict(type="str"),
-            fullchain_content=dict(type="str"),
+            certificate_content=dict(type="str", no_log=True),
+            chain_content=dict(type="str", no_log=True),
+            fullchain_content=dict(type="str", no_log=True),
             privatekey_content=dict(type="str", no_log=True),
             privatekey_passphrase=dict(type="str", no_log=True),
             allow_expired=dict(type="bool", default=False),
