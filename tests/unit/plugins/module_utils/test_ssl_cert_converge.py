@@ -309,3 +309,135 @@ def test_connection_closed_by_haproxy_leaves_no_transaction(lab, pki):
             Converger(session).run(requests)
     assert "set ssl cert %s" % path in str(info.value)
     assert _transaction(lab) is None
+
+
+def _mismatched_payload(pki, name):
+    """A certificate with another key: HAProxy 2.6.12 takes it in `set` and refuses it at `commit`."""
+    dummy_leaf, text = pki.bundle(name)
+    dummy_other, other = pki.bundle("other-" + name)
+    certificates = text[:text.index("-----BEGIN PRIVATE KEY-----")]
+    return certificates + other[other.index("-----BEGIN PRIVATE KEY-----"):]
+
+
+def test_refused_commit_is_aborted(lab, pki):
+    """Nothing local can make HAProxy refuse a commit, so the validated payload is swapped for a bad one."""
+    leaf, text = pki.bundle("commit.test")
+    path = _path(lab, 2)
+    requests = prepare_requests([{"path": path, "content": text}], lab["runtime_tcp"])
+    requests[0].payloads = [(path, _mismatched_payload(pki, "commit.test"))]
+    with api.RuntimeSession(lab["runtime_tcp"], timeout=5) as session:
+        before = parse_cert_detail(session.show_ssl_cert(path))
+        recording = Recording(session)
+        with pytest.raises(ConvergeError) as info:
+            Converger(session).run(requests)
+        after = parse_cert_detail(session.show_ssl_cert(path))
+    message = str(info.value)
+    assert path in message and lab["runtime_tcp"] in message and "Can't commit" in message
+    assert recording.commands[-3:-1] == ["commit ssl cert " + path, "abort ssl cert " + path]
+    assert _transaction(lab) is None
+    assert after.fingerprint == before.fingerprint != leaf.fingerprint(hashes.SHA1()).hex().upper()
+
+
+def test_refused_key_after_the_chain_is_aborted(lab, pki):
+    """Split form: the chain's set opened the transaction, the key's set is refused; both are dropped."""
+    dummy_leaf, text = pki.bundle("split-fail.test")
+    path = _path(lab, 3)
+    requests = prepare_requests([{"path": path, "content": text}], lab["runtime_tcp"])
+    bundle = requests[0].bundle
+    requests[0].payloads = [(path, bundle.certificates_pem()), (path + ".key", "not a key\n")]
+    with api.RuntimeSession(lab["runtime_tcp"], timeout=5) as session:
+        before = parse_cert_detail(session.show_ssl_cert(path))
+        recording = Recording(session)
+        with pytest.raises(ConvergeError) as info:
+            Converger(session).run(requests)
+        after = parse_cert_detail(session.show_ssl_cert(path))
+    assert "set ssl cert %s.key" % path in str(info.value)
+    assert recording.commands[-3:-1] == ["set ssl cert %s.key" % path, "abort ssl cert " + path]
+    assert _transaction(lab) is None
+    assert after.fingerprint == before.fingerprint
+
+
+class _DroppingProxy:
+    """A TCP relay to a real HAProxy that, on its first connection, hangs up on the client right
+    after forwarding the command starting with ``trigger``: HAProxy acts on it, the client never
+    hears back (a network drop no real HAProxy can be made to stage on demand). Later connections
+    are relayed as they are."""
+
+    def __init__(self, upstream, trigger):
+        import socket  # pylint: disable=import-outside-toplevel
+        import threading  # pylint: disable=import-outside-toplevel
+        self._socket, self._threading = socket, threading
+        host, port = upstream.rsplit(":", 1)
+        self.upstream = (host, int(port))
+        self.trigger = trigger.encode()
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(4)
+        self.endpoint = "127.0.0.1:%d" % self.listener.getsockname()[1]
+        self.connections = 0
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                client, dummy_address = self.listener.accept()
+            except OSError:
+                return
+            server = self._socket.create_connection(self.upstream)
+            self.connections += 1
+            state = {"drop": False}
+            self._threading.Thread(target=self._to_server, args=(client, server, self.connections == 1, state),
+                                   daemon=True).start()
+            self._threading.Thread(target=self._to_client, args=(server, client, state), daemon=True).start()
+
+    def _to_server(self, client, server, armed, state):
+        try:
+            while True:
+                data = client.recv(65536)
+                if not data:
+                    break
+                if armed and data.startswith(self.trigger):
+                    state["drop"] = True
+                server.sendall(data)
+        except OSError:
+            pass
+
+    def _to_client(self, server, client, state):
+        try:
+            while True:
+                data = server.recv(65536)
+                if not data:
+                    break
+                if state["drop"]:
+                    client.shutdown(self._socket.SHUT_RDWR)
+                    client.close()
+                    return
+                client.sendall(data)
+        except OSError:
+            pass
+
+    def close(self):
+        self.listener.close()
+
+
+def test_set_reply_lost_is_aborted_over_a_fresh_connection(lab, pki):
+    """HAProxy opened our transaction but the connection died before its reply: a new one aborts it."""
+    dummy_leaf, text = pki.bundle("dropped.test")
+    path = _path(lab, 4)
+    proxy = _DroppingProxy(lab["runtime_tcp"], "set ssl cert ")
+    try:
+        requests = prepare_requests([{"path": path, "content": text}], proxy.endpoint)
+        with api.RuntimeSession(lab["runtime_unix"], timeout=5) as session:
+            before = parse_cert_detail(session.show_ssl_cert(path))
+        with api.RuntimeSession(proxy.endpoint, timeout=5) as session:
+            with pytest.raises(ConvergeError) as info:
+                Converger(session).run(requests)
+        with api.RuntimeSession(lab["runtime_unix"], timeout=5) as session:
+            after = parse_cert_detail(session.show_ssl_cert(path))
+    finally:
+        proxy.close()
+    assert "closed the connection without answering `set ssl cert %s`" % path in str(info.value)
+    assert "abort" not in str(info.value)
+    assert proxy.connections == 2
+    assert _transaction(lab) is None
+    assert after.fingerprint == before.fingerprint
