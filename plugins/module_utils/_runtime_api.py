@@ -370,7 +370,21 @@ class RuntimeSession:
                 % (command, len(data), self.bufsize, self.max_command_bytes),
                 command=command,
             )
-        return self._reply_text(self._exchange(data, command))
+        try:
+            raw = self._exchange(data, command)
+        except ConnectionClosed as exc:
+            if payload is None or exc.reply:
+                raise
+            # The silent hang-up is how HAProxy treats a command larger than its buffer: the
+            # likely cause is a tune.bufsize smaller than the one this client was told.
+            raise self._error(
+                ConnectionClosed,
+                "%s; the command was %d bytes, and HAProxy hangs up like this on a command larger than its "
+                "tune.bufsize: if that is smaller than the %d assumed here, give the real value as tune_bufsize"
+                % (exc.message, len(data), self.bufsize),
+                command=command, reply="",
+            )
+        return self._reply_text(raw)
 
     # -- checked commands ---------------------------------------------------
 

@@ -416,6 +416,19 @@ def test_closed_without_reply():
         with pytest.raises(api.ConnectionClosed) as info:
             session.set_ssl_cert(command.split()[-1], "x" * 100)
     assert "closed the connection without answering `%s`" % command in str(info.value)
+    # The likely reason, since the client was told a larger buffer than HAProxy has.
+    sent = api.command_bytes(command, "x" * 100)
+    assert "the command was %d bytes" % sent in str(info.value)
+    assert "larger than its tune.bufsize" in str(info.value) and "1048576" in str(info.value)
+
+
+def test_closed_without_reply_to_a_plain_command_blames_no_buffer():
+    script = Script([exchange(CAPTURED, "prompt"), ("show ssl cert", "close")])
+    with api.RuntimeSession(script.endpoint, timeout=5) as session:
+        with pytest.raises(api.ConnectionClosed) as info:
+            session.show_ssl_cert_list()
+    assert "closed the connection without answering `show ssl cert`" in str(info.value)
+    assert "tune.bufsize" not in str(info.value)
 
 
 def test_payload_too_large_sends_nothing():

@@ -308,6 +308,7 @@ def test_connection_closed_by_haproxy_leaves_no_transaction(lab, pki):
         with pytest.raises(ConvergeError) as info:
             Converger(session).run(requests)
     assert "set ssl cert %s" % path in str(info.value)
+    assert "larger than its tune.bufsize" in str(info.value)
     assert _transaction(lab) is None
 
 
