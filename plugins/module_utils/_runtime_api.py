@@ -431,19 +431,22 @@ class RuntimeSession:
                 command="show cli level", reply=level,
             )
 
+    def _refuse_below_operator(self, command, reply):
+        # What `show ssl cert` gets on a socket below level operator.
+        if reply.strip() == "Can't allocate memory!":
+            raise self._error(
+                PermissionDenied,
+                "the Runtime API socket at %s needs level admin: HAProxy answered \"Can't allocate memory!\" to `%s`"
+                % (self.endpoint, command), command=command, reply=reply,
+            )
+
     def show_ssl_cert_list(self):
         """The raw ``show ssl cert`` listing (``# transaction`` head, ``# filename`` list)."""
         command = "show ssl cert"
         reply = self._run_locked(command)
         if reply.startswith("#") or reply == "":
             return reply
-        if reply.strip() == "Can't allocate memory!":
-            # What HAProxy says to a socket below level operator.
-            raise self._error(
-                PermissionDenied,
-                "the Runtime API socket at %s needs level admin: HAProxy answered \"Can't allocate memory!\" to `%s`"
-                % (self.endpoint, command), command=command, reply=reply,
-            )
+        self._refuse_below_operator(command, reply)
         return self._fail(command, reply, "expected a certificate listing")
 
     def show_ssl_cert(self, path):
@@ -455,12 +458,7 @@ class RuntimeSession:
         if reply.startswith("Can't display the certificate"):
             raise self._error(NotFound, "%s is not loaded in HAProxy at %s" % (path.lstrip("*"), self.endpoint),
                               command=command, reply=reply)
-        if reply.strip() == "Can't allocate memory!":
-            raise self._error(
-                PermissionDenied,
-                "the Runtime API socket at %s needs level admin: HAProxy answered \"Can't allocate memory!\" to `%s`"
-                % (self.endpoint, command), command=command, reply=reply,
-            )
+        self._refuse_below_operator(command, reply)
         return self._fail(command, reply, "expected the certificate's details")
 
     def set_ssl_cert(self, path, payload):

@@ -23,7 +23,7 @@ from ansible_collections.ingress.haproxy.plugins.module_utils import _pem
 from ansible_collections.ingress.haproxy.plugins.module_utils import _runtime_api as api
 from ansible_collections.ingress.haproxy.plugins.module_utils._ssl_cert_status import (
     StatusParseError,
-    iso8601,
+    certificate_summary,
     parse_cert_detail,
     parse_cert_list,
     parse_crt_list,
@@ -82,12 +82,7 @@ class Request:
         if self.bundle is None:
             return None
         summary = self.bundle.summary
-        return {
-            "serial": summary.serial,
-            "fingerprint": summary.fingerprint,
-            "not_after": iso8601(summary.not_after),
-            "names": list(summary.names),
-        }
+        return certificate_summary(summary.serial, summary.fingerprint, summary.not_after, summary.names)
 
     @property
     def chain_names(self):

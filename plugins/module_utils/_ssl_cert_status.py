@@ -70,6 +70,16 @@ def iso8601(moment):
     return moment.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ") if moment else None
 
 
+def certificate_summary(serial, fingerprint, not_after, names):
+    """The before/after summary ``haproxy_ssl_cert`` reports and diffs, whether HAProxy or a bundle is its source."""
+    return {
+        "serial": serial,
+        "fingerprint": fingerprint,
+        "not_after": iso8601(not_after),
+        "names": list(names),
+    }
+
+
 def _now(now):
     return now if now is not None else datetime.datetime.now(datetime.timezone.utc)
 
@@ -177,12 +187,7 @@ class CertDetail:
 
     def summary(self):
         """What the module compares and reports (never key material)."""
-        return {
-            "serial": self.serial,
-            "fingerprint": self.fingerprint,
-            "not_after": iso8601(self.not_after),
-            "names": list(self.names),
-        }
+        return certificate_summary(self.serial, self.fingerprint, self.not_after, self.names)
 
     def as_dict(self, now=None):
         return {

@@ -17,7 +17,6 @@ import glob
 import json
 import os
 import socket
-import sys
 import threading
 import time
 
@@ -37,7 +36,6 @@ from cryptography.x509.oid import NameOID
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FIXTURES = os.path.join(HERE, "fixtures")
-LAB_DIR = os.path.normpath(os.path.join(HERE, "..", "..", "..", "lab"))
 
 
 def _documents():
@@ -491,17 +489,9 @@ def _bundle(common_name, serial, issuer_cert=None, issuer_key=None, extra_names=
     return certificate, cert_pem, key_pem
 
 
-# Function scope on purpose: ansible-test runs each test in a forked child, where a module-scoped
-# fixture is set up again and never torn down, leaving HAProxy processes behind.
 @pytest.fixture
-def lab():
-    sys.path.insert(0, LAB_DIR)
-    try:
-        from ingress_lab import Lab  # pylint: disable=import-outside-toplevel
-    finally:
-        sys.path.remove(LAB_DIR)
-    with Lab(os.environ.get("INGRESS_LAB_ROOT", "/tmp/ingress-lab"), instances=1, preload=2) as running:
-        yield running.state
+def lab(start_lab):
+    return start_lab(preload=2)
 
 
 def _fingerprint(certificate):

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import datetime
 import os
-import sys
 
 import pytest
 
@@ -37,8 +36,6 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-LAB_DIR = os.path.normpath(os.path.join(HERE, "..", "..", "..", "lab"))
 NOW = datetime.datetime.now(datetime.timezone.utc)
 
 
@@ -148,17 +145,9 @@ def test_describe_paths_and_diff():
 
 # -- the real HAProxy --------------------------------------------------------
 
-# Function scope on purpose: ansible-test runs each test in a forked child, where a module-scoped
-# fixture is set up again and never torn down, leaving HAProxy processes behind.
 @pytest.fixture
-def lab():
-    sys.path.insert(0, LAB_DIR)
-    try:
-        from ingress_lab import Lab  # pylint: disable=import-outside-toplevel
-    finally:
-        sys.path.remove(LAB_DIR)
-    with Lab(os.environ.get("INGRESS_LAB_ROOT", "/tmp/ingress-lab"), instances=1, preload=4) as running:
-        yield running.state["instances"][0]
+def lab(start_lab):
+    return start_lab(preload=4)["instances"][0]
 
 
 def _path(instance, number):
