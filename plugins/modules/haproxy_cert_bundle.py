@@ -83,19 +83,19 @@ options:
   certificate_content:
     description:
       - The leaf certificate as a PEM string, instead of O(certificate).
-      - Never logged: a private key found here is used as well (a whole bundle pasted into it), so the string is
+      - Never logged. A private key found here is used as well (a whole bundle pasted into it), so the string is
         treated as secret.
     type: str
   chain_content:
     description:
       - The intermediate certificates as a PEM string, instead of O(chain).
-      - Never logged: a private key found here is used as well (a whole bundle pasted into it), so the string is
+      - Never logged. A private key found here is used as well (a whole bundle pasted into it), so the string is
         treated as secret.
     type: str
   fullchain_content:
     description:
       - The leaf and intermediate certificates as a PEM string, instead of O(fullchain).
-      - Never logged: a private key found here is used as well (a whole bundle pasted into it), so the string is
+      - Never logged. A private key found here is used as well (a whole bundle pasted into it), so the string is
         treated as secret.
     type: str
   privatekey_content:
