@@ -23,7 +23,6 @@ import concurrent.futures
 import dataclasses
 import ipaddress
 import re
-import select
 import socket
 import ssl
 import time
@@ -147,20 +146,16 @@ def _remaining(deadline: float) -> float:
 
 
 def _handshake_until(tls: ssl.SSLSocket, deadline: float, timeout: float) -> None:
-    # Non-blocking, so that the deadline bounds the whole handshake and not each read:
-    # a server that trickles bytes cannot stretch it.
-    tls.setblocking(False)
-    while True:
-        try:
-            tls.do_handshake()
-            return
-        except ssl.SSLWantReadError:
-            readable, writable = [tls], []
-        except ssl.SSLWantWriteError:
-            readable, writable = [], [tls]
-        left = _remaining(deadline)
-        if left <= 0 or not any(select.select(readable, writable, [], left)[:2]):
-            raise HandshakeTimeout("no TLS handshake within %gs (the server accepted the connection but did not answer)" % timeout)
+    # CPython bounds the whole do_handshake() call by the socket timeout (not each read),
+    # so a server that trickles bytes cannot stretch it; what the connect used is taken off.
+    left = _remaining(deadline)
+    if left <= 0:
+        raise HandshakeTimeout("no TLS handshake within %gs (the TCP connect took all of it)" % timeout)
+    tls.settimeout(left)
+    try:
+        tls.do_handshake()
+    except socket.timeout:
+        raise HandshakeTimeout("no TLS handshake within %gs (the server accepted the connection but did not answer)" % timeout)
 
 
 def fetch_leaf(target: Target, *, context: ssl.SSLContext, timeout: float) -> bytes:
