@@ -18,7 +18,7 @@ description:
     every certificate. Use one call with a list of targets instead of a loop.
   - A target that is down, refuses the handshake or stays silent is an error for that target only; the others are
     still checked.
-  - By default nothing is validated: the point is to see what is served, trusted or not.
+  - By default nothing is validated, since the point is to see what is served, trusted or not.
 author:
   - ingress.haproxy maintainers (@ingress-haproxy)
 extends_documentation_fragment:
@@ -85,7 +85,8 @@ options:
     type: path
   fail_on_error:
     description:
-      - Fail the task when any target has an RV(served[].error) (no connection, no handshake, timeout, not trusted).
+      - Fail the task when any target has an error in RV(served[].error) (no connection, no handshake, timeout, not
+        trusted).
       - With V(false) the task succeeds and the errors are in RV(served) only.
     type: bool
     default: true
@@ -97,8 +98,8 @@ options:
     type: bool
     default: true
 notes:
-  - The module makes network connections from the host it runs on (usually the controller with C(delegate_to)
-    or C(connection: local)), not from the HAProxy hosts.
+  - The module makes network connections from the host it runs on (usually the controller, with C(delegate_to)
+    or a local connection), not from the HAProxy hosts.
   - Reading only, never changes anything; it runs in check mode too.
 seealso:
   - module: ingress.haproxy.haproxy_ssl_cert_info
