@@ -32,6 +32,12 @@ BUFSIZE_MARGIN = 64
 # "Operations on certificates are currently locked!" lasts as long as another
 # client's commit; retried for this long (capped by the session timeout).
 LOCK_RETRY_SECONDS = 5.0
+# Pipelining: at most this many commands, and at most half of tune.bufsize, go out in one write;
+# their replies are read before the next write. HAProxy reads its request buffer command by
+# command in prompt mode and answers each up to the prompt, in order (2.6.12 took 1,000 `show ssl
+# cert PATH` lines, 69 kB, in one write); the bounds keep a client from ever having far more in
+# flight than one buffer and its replies.
+PIPELINE_MAX_COMMANDS = 64
 
 _PROCESS_RE = re.compile(r"^@(?:!?[0-9]+|master)$")
 _HOST_RE = re.compile(r"^[A-Za-z0-9._-]+$")
@@ -359,6 +365,27 @@ class RuntimeSession:
         ``command`` is one line. A ``payload`` is sent after ``<<`` with blank
         lines removed and ends with one empty line. Nothing is checked here.
         """
+        data = self._encode_checked(command, payload)
+        try:
+            raw = self._exchange(data, command)
+        except ConnectionClosed as exc:
+            if payload is None or exc.reply:
+                raise
+            raise self._hung_up(exc, len(data))
+        return self._reply_text(raw)
+
+    def _hung_up(self, exc, size):
+        # The silent hang-up is how HAProxy treats a command larger than its buffer: the
+        # likely cause is a tune.bufsize smaller than the one this client was told.
+        return self._error(
+            ConnectionClosed,
+            "%s; the command was %d bytes, and HAProxy hangs up like this on a command larger than its "
+            "tune.bufsize: if that is smaller than the %d assumed here, give the real value as tune_bufsize"
+            % (exc.message, size, self.bufsize),
+            command=exc.command, reply="",
+        )
+
+    def _encode_checked(self, command, payload):
         if "\n" in command or "\r" in command:
             raise self._error(CommandFailed, "a command is one line: %r" % command.splitlines()[0], command=command)
         data = encode_command(command, payload, self.process)
@@ -370,21 +397,95 @@ class RuntimeSession:
                 % (command, len(data), self.bufsize, self.max_command_bytes),
                 command=command,
             )
+        return data
+
+    def _exchange_batch(self, batch):
+        """One write for every command of ``batch`` ([(command, bytes)]); their raw replies, in order."""
+        first_command = batch[0][0]
+        if self._sock is None:
+            raise self._error(ConnectionClosed, "the connection to %s is closed" % self.endpoint,
+                              command=first_command)
+        separator = b"\n" + self._prompt
+        deadline = time.monotonic() + self.timeout
+        replies = []
+        received = bytearray()
+        start = 0
         try:
-            raw = self._exchange(data, command)
-        except ConnectionClosed as exc:
-            if payload is None or exc.reply:
-                raise
-            # The silent hang-up is how HAProxy treats a command larger than its buffer: the
-            # likely cause is a tune.bufsize smaller than the one this client was told.
-            raise self._error(
-                ConnectionClosed,
-                "%s; the command was %d bytes, and HAProxy hangs up like this on a command larger than its "
-                "tune.bufsize: if that is smaller than the %d assumed here, give the real value as tune_bufsize"
-                % (exc.message, len(data), self.bufsize),
-                command=command, reply="",
-            )
-        return self._reply_text(raw)
+            self._sock.settimeout(self.timeout)
+            self._sock.sendall(b"".join(data for dummy_command, data in batch))
+            self.commands_sent += len(batch)
+            while True:
+                while len(replies) < len(batch):
+                    end = received.find(separator, start)
+                    if end < 0:
+                        break
+                    replies.append(bytes(received[start:end + len(separator)]))
+                    start = end + len(separator)
+                if len(replies) == len(batch):
+                    return replies
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise socket.timeout()
+                self._sock.settimeout(remaining)
+                chunk = self._sock.recv(65536)
+                if not chunk:
+                    self.close()
+                    command = batch[len(replies)][0]
+                    text = _CONTINUATION_RE.sub("", bytes(received[start:]).decode("utf-8", "replace")).strip()
+                    raise self._error(
+                        ConnectionClosed,
+                        "HAProxy at %s closed the connection %s `%s`%s" % (
+                            self.endpoint, "after" if text else "without answering", command,
+                            ": " + text if text else ""),
+                        command=command, reply=text,
+                    )
+                received += chunk
+        except socket.timeout:
+            self.close()
+            command = batch[len(replies)][0]
+            raise self._error(ReplyTimeout, "no complete reply from %s to `%s` within %gs"
+                              % (self.endpoint, command, self.timeout), command=command)
+        except OSError as exc:
+            self.close()
+            command = batch[len(replies)][0]
+            raise self._error(ConnectionClosed, "connection to %s failed during `%s`: %s"
+                              % (self.endpoint, command, exc.strerror or exc), command=command)
+
+    def execute_batch(self, commands, max_bytes=None):
+        """Pipeline several commands; return their replies (without prompt), in order. Nothing is checked here.
+
+        ``commands`` are command lines or ``(command, payload)`` pairs. They go
+        out in as few writes as the bounds allow (``PIPELINE_MAX_COMMANDS``
+        commands and ``max_bytes``, by default half of tune.bufsize, per write;
+        a single larger payload command goes alone); each write's replies are
+        read before the next write. Every command is checked for size before
+        anything is sent. A connection lost or a reply missing names the first
+        command left without its reply.
+        """
+        encoded = []
+        with_payload = {}
+        for item in commands:
+            command, payload = (item, None) if isinstance(item, str) else item
+            encoded.append((command, self._encode_checked(command, payload)))
+            if payload is not None:
+                with_payload[command] = len(encoded[-1][1])
+        limit = max_bytes if max_bytes is not None else self.max_command_bytes // 2
+        replies = []
+        start = 0
+        while start < len(encoded):
+            end, size = start, 0
+            while end < len(encoded) and end - start < PIPELINE_MAX_COMMANDS and (
+                    end == start or size + len(encoded[end][1]) <= limit):
+                size += len(encoded[end][1])
+                end += 1
+            try:
+                replies.extend(self._reply_text(raw) for raw in self._exchange_batch(encoded[start:end]))
+            except ConnectionClosed as exc:
+                if exc.command not in with_payload or exc.reply:
+                    raise
+                raise self._hung_up(exc, with_payload[exc.command])
+            start = end
+        return replies
 
     # -- checked commands ---------------------------------------------------
 
@@ -449,10 +550,7 @@ class RuntimeSession:
         self._refuse_below_operator(command, reply)
         return self._fail(command, reply, "expected a certificate listing")
 
-    def show_ssl_cert(self, path):
-        """The raw detail of one loaded certificate (``*PATH``: the open transaction); NotFound if unknown."""
-        command = "show ssl cert %s" % path
-        reply = self._run_locked(command)
+    def _checked_detail(self, path, command, reply):
         if reply.startswith("Filename:"):
             return reply
         if reply.startswith("Can't display the certificate"):
@@ -460,6 +558,30 @@ class RuntimeSession:
                               command=command, reply=reply)
         self._refuse_below_operator(command, reply)
         return self._fail(command, reply, "expected the certificate's details")
+
+    def show_ssl_cert(self, path):
+        """The raw detail of one loaded certificate (``*PATH``: the open transaction); NotFound if unknown."""
+        command = "show ssl cert %s" % path
+        return self._checked_detail(path, command, self._run_locked(command))
+
+    def show_ssl_certs(self, paths):
+        """``show ssl cert PATH`` for every path, pipelined; the raw details in order, None where not loaded.
+
+        Each reply is checked as ``show_ssl_cert`` checks it; any other failure
+        raises naming its own command. A reply that found the certificates
+        locked is asked again on its own (with the usual retries).
+        """
+        paths = list(paths)
+        commands = ["show ssl cert %s" % path for path in paths]
+        details = []
+        for path, command, reply in zip(paths, commands, self.execute_batch(commands)):
+            if _LOCKED_TEXT in reply:
+                reply = self._run_locked(command)
+            try:
+                details.append(self._checked_detail(path, command, reply))
+            except NotFound:
+                details.append(None)
+        return details
 
     def set_ssl_cert(self, path, payload):
         """Open or update the transaction for ``path``; return the path HAProxy says it updated.
@@ -470,7 +592,9 @@ class RuntimeSession:
         ``path`` may end in ``.key`` to send the private key alone.
         """
         command = "set ssl cert %s" % path
-        reply = self._run_locked(command, payload)
+        return self._checked_set(path, command, self._run_locked(command, payload))
+
+    def _checked_set(self, path, command, reply):
         match = _SET_REPLY_RE.search(reply)
         if match:
             named = match.group("path")
@@ -487,7 +611,55 @@ class RuntimeSession:
 
     def commit_ssl_cert(self, path):
         command = "commit ssl cert %s" % path
-        reply = self._run_locked(command)
+        return self._checked_commit(path, command, self._run_locked(command))
+
+    @staticmethod
+    def _committed(reply):
+        lines = reply.strip().splitlines()
+        return bool(lines) and lines[0].startswith("Committing") and lines[-1] == "Success!"
+
+    def replace_ssl_cert(self, path, payload):
+        """``set ssl cert PATH`` with its payload and ``commit ssl cert PATH``, pipelined in one write.
+
+        One round trip instead of two. Both replies are checked as
+        ``set_ssl_cert`` and ``commit_ssl_cert`` check them, the set's first:
+        a set refused, or answered for another certificate (TransactionConflict),
+        raises whatever the commit answered. HAProxy refuses a commit on a
+        certificate other than the open transaction's, and one without a
+        transaction, so a failed set leaves nothing committed, unless a
+        transaction on PATH itself was already open (the caller pipelines
+        only when the listing showed none): a commit that succeeded anyway
+        is named in the error. When the certificate lock was held, the
+        commands are sent again one by one with the usual retries. When both
+        do not fit one buffer, they go in two writes.
+        """
+        set_command = "set ssl cert %s" % path
+        commit_command = "commit ssl cert %s" % path
+        size = command_bytes(set_command, payload, self.process) + command_bytes(commit_command, None, self.process)
+        if size > self.max_command_bytes:
+            self.set_ssl_cert(path, payload)
+            return self.commit_ssl_cert(path)
+        set_reply, commit_reply = self.execute_batch([(set_command, payload), commit_command],
+                                                     max_bytes=self.max_command_bytes)
+        if _LOCKED_TEXT in set_reply:
+            if self._committed(commit_reply):
+                return self._fail(commit_command, commit_reply,
+                                  "the certificates were locked for our set, yet a transaction already open on %s "
+                                  "was committed" % path)
+            self.set_ssl_cert(path, payload)
+            return self.commit_ssl_cert(path)
+        try:
+            self._checked_set(path, set_command, set_reply)
+        except CommandFailed as exc:
+            if self._committed(commit_reply):
+                exc.message += ("; the commit sent with it committed a transaction on %s that was already open "
+                                "(not our payload)" % path)
+            raise
+        if _LOCKED_TEXT in commit_reply:
+            return self.commit_ssl_cert(path)
+        return self._checked_commit(path, commit_command, commit_reply)
+
+    def _checked_commit(self, path, command, reply):
         lines = reply.strip().splitlines()
         if lines and lines[0].startswith("Committing") and lines[-1] == "Success!":
             return reply

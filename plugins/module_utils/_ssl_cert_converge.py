@@ -32,6 +32,9 @@ from ansible_collections.ingress.haproxy.plugins.module_utils._ssl_cert_status i
 
 # How often the open transaction of another client is looked at while waiting for it.
 CONFLICT_POLL_SECONDS = 0.25
+# Committed certificates are verified (`show ssl cert PATH` must report the new fingerprint) in
+# pipelined batches of this many, so at most this many are committed and not yet verified.
+VERIFY_BATCH = api.PIPELINE_MAX_COMMANDS
 
 
 class ConvergeError(Exception):
@@ -76,18 +79,26 @@ class Request:
         self.sni_filters = list(sni_filters or [])
         # [(set target, payload)]: the whole bundle, or the chain then NAME.key when it is too large.
         self.payloads = payloads or []
+        self._summary = None
+        self._chain_names = None
 
     @property
     def summary(self):
+        """The bundle's before/after summary (a fresh copy: results may be changed by the caller)."""
         if self.bundle is None:
             return None
-        summary = self.bundle.summary
-        return certificate_summary(summary.serial, summary.fingerprint, summary.not_after, summary.names)
+        if self._summary is None:
+            summary = self.bundle.summary
+            self._summary = certificate_summary(summary.serial, summary.fingerprint, summary.not_after,
+                                                summary.names)
+        return dict(self._summary, names=list(self._summary["names"]))
 
     @property
     def chain_names(self):
-        return [{"subject": _pem.format_name(item.subject), "issuer": _pem.format_name(item.issuer)}
-                for item in self.bundle.chain]
+        if self._chain_names is None:
+            self._chain_names = [{"subject": _pem.format_name(item.subject), "issuer": _pem.format_name(item.issuer)}
+                                 for item in self.bundle.chain]
+        return self._chain_names
 
     def crt_list_line(self):
         parts = [self.path]
@@ -223,6 +234,10 @@ class Converger:
         self._foreign_cleared = False
         self._crt_lists = None
         self._crt_list_entries = {}
+        # Raw `show ssl cert PATH` replies read ahead in one pipelined batch (path -> text or None).
+        self._prefetched = {}
+        # [(request, result)] committed, waiting for their verifying `show ssl cert PATH`.
+        self._unverified = []
 
     # -- helpers -----------------------------------------------------------
 
@@ -233,10 +248,22 @@ class Converger:
         return parse_cert_list(self.session.show_ssl_cert_list())
 
     def _detail(self, path):
+        if path in self._prefetched:
+            raw = self._prefetched.pop(path)
+            return None if raw is None else parse_cert_detail(raw)
         try:
             return parse_cert_detail(self.session.show_ssl_cert(path))
         except api.NotFound:
             return None
+
+    def _prefetch(self, requests):
+        """Read the details of every requested certificate HAProxy holds in one pipelined batch.
+
+        Comparing 1,000 certificates then costs a few round trips instead of 1,000.
+        """
+        paths = [request.path for request in requests if request.path in self.listing]
+        if paths:
+            self._prefetched = dict(zip(paths, self.session.show_ssl_certs(paths)))
 
     def _crt_list_names(self):
         if self._crt_lists is None:
@@ -291,12 +318,18 @@ class Converger:
 
     def _push(self, request, retried=False):
         """set (once, or chain then key) and commit; abort ours on any failure after the first set."""
-        sent = False
+        sent = pipelined = False
         try:
-            for target, payload in request.payloads:
-                sent = True
-                self.session.set_ssl_cert(target, payload)
-            self.session.commit_ssl_cert(request.path)
+            if len(request.payloads) == 1 and self.listing.transaction is None:
+                # No transaction was open when we looked: set and commit go in one write (see
+                # RuntimeSession.replace_ssl_cert for why a failed set cannot commit anything of ours).
+                sent = pipelined = True
+                self.session.replace_ssl_cert(request.path, request.payloads[0][1])
+            else:
+                for target, payload in request.payloads:
+                    sent = True
+                    self.session.set_ssl_cert(target, payload)
+                self.session.commit_ssl_cert(request.path)
         except api.TransactionConflict as exc:
             # Another client opened a transaction after we read the listing. Debian's 2.6.12 answers a
             # set on B while A is open by updating A: A now holds our payload, and ours holds nothing.
@@ -315,24 +348,59 @@ class Converger:
         except api.RuntimeApiError as exc:
             extra = ""
             if sent and isinstance(exc, (api.ConnectionClosed, api.ReplyTimeout)):
-                extra = self._abort_after_reconnect(request.path)
+                extra = self._abort_after_reconnect(request, pipelined)
             elif sent:
                 extra = self._abort_quietly(request.path)
             raise self._fail(request.path, "%s%s" % (exc, extra))
         return None
 
-    def _abort_after_reconnect(self, path):
-        """The connection died mid-transaction: abort on a fresh connection so nothing stays open."""
+    def _abort_after_reconnect(self, request, pipelined=False):
+        """The connection died mid-transaction: abort on a fresh connection so nothing stays open.
+
+        When the commit went out in the same write as the set, HAProxy may have
+        committed before the connection died: then say what it serves now.
+        """
+        path = request.path
         try:
             with api.RuntimeSession(self.session.endpoint, process=self.session.process,
                                     timeout=self.session.timeout, bufsize=self.session.bufsize) as fresh:
                 fresh.abort_ssl_cert(path)
-        except api.RuntimeApiError as exc:
+                if not pipelined:
+                    return ""
+                try:
+                    detail = parse_cert_detail(fresh.show_ssl_cert(path))
+                except api.NotFound:
+                    detail = None
+        except (api.RuntimeApiError, StatusParseError) as exc:
             return " (could not abort the transaction on %s afterwards: %s)" % (path, exc)
-        return ""
+        expected = request.bundle.summary
+        if detail is not None and (detail.serial, detail.fingerprint) == (expected.serial, expected.fingerprint):
+            return (" (the commit sent with the set went through before the connection was lost: HAProxy serves "
+                    "the new certificate, serial %s; no transaction is left open)" % expected.serial)
+        return " (HAProxy still serves the previous certificate; no transaction is left open)"
 
     def _verify(self, request):
-        detail = self._detail(request.path)
+        return self._check_committed(request, self._detail(request.path))
+
+    def _verify_pending(self):
+        """Verify every committed, not yet verified certificate with one pipelined batch of shows."""
+        pending, self._unverified = self._unverified, []
+        if not pending:
+            return
+        try:
+            details = self.session.show_ssl_certs([request.path for request, dummy_result in pending])
+        except api.RuntimeApiError as exc:
+            raise ConvergeError("%s on %s: committed, but `show ssl cert` could not verify the new certificate: %s"
+                                % (describe_paths(request.path for request, dummy_result in pending),
+                                   self.endpoint, exc), list(self.results))
+        for (request, result), raw in zip(pending, details):
+            try:
+                detail = None if raw is None else parse_cert_detail(raw)
+            except StatusParseError as exc:
+                raise self._fail(request.path, str(exc))
+            result["after"] = self._check_committed(request, detail).summary()
+
+    def _check_committed(self, request, detail):
         expected = request.bundle.summary
         if detail is None:
             raise self._fail(request.path, "after commit HAProxy no longer lists the certificate")
@@ -394,7 +462,10 @@ class Converger:
             return
         self._clear_foreign_transaction(request.path)
         self._push(request)
-        result["after"] = self._verify(request).summary()
+        # Verified with others in one pipelined batch (at the latest before run() returns).
+        self._unverified.append((request, result))
+        if len(self._unverified) >= VERIFY_BATCH:
+            self._verify_pending()
 
     def _create(self, request, result, new_store):
         result.update(action="created", changed=True, after=request.summary)
@@ -477,6 +548,13 @@ class Converger:
         if leftover is not None:
             order.sort(key=lambda index: requests[index].path != leftover or requests[index].state != "present")
         results = [None] * len(requests)
+        try:
+            self._prefetch(requests)
+        except api.RuntimeApiError as exc:
+            path = (exc.command or "")[len("show ssl cert "):] or None
+            raise ConvergeError("%s on %s: %s" % (
+                "certificate %s" % path if path else describe_paths(request.path for request in requests),
+                self.endpoint, exc))
         for index in order:
             request = requests[index]
             result = {"path": request.path, "state": request.state}
@@ -495,6 +573,11 @@ class Converger:
             self.results = [item for item in results if item is not None]
             if request.path == leftover and result.get("changed"):
                 self.listing.transaction = None
+        try:
+            self._verify_pending()
+        except ConvergeError as exc:
+            exc.results = [item for item in results if item is not None]
+            raise
         return results
 
 

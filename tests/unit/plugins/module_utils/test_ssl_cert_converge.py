@@ -155,17 +155,30 @@ def _path(instance, number):
 
 
 class Recording:
-    """Wraps a real session's execute to list the commands it sends (the payloads are not kept)."""
+    """Wraps a real session's execute and execute_batch to list the commands it sends (not the payloads).
+
+    ``writes`` lists the commands of each write (one per execute, one per
+    pipelined batch, however the batch is cut into writes).
+    """
 
     def __init__(self, session):
         self.commands = []
-        original = session.execute
+        self.writes = []
+        original, original_batch = session.execute, session.execute_batch
 
         def execute(command, payload=None):
             self.commands.append(command)
+            self.writes.append([command])
             return original(command, payload)
 
+        def execute_batch(commands, max_bytes=None):
+            lines = [item if isinstance(item, str) else item[0] for item in commands]
+            self.commands.extend(lines)
+            self.writes.append(lines)
+            return original_batch(commands, max_bytes=max_bytes)
+
         session.execute = execute
+        session.execute_batch = execute_batch
 
 
 def _transaction(instance):
@@ -411,12 +424,18 @@ class _DroppingProxy:
 
 
 def test_set_reply_lost_is_aborted_over_a_fresh_connection(lab, pki):
-    """HAProxy opened our transaction but the connection died before its reply: a new one aborts it."""
+    """HAProxy opened our transaction but the connection died before its reply: a new one aborts it.
+
+    The split form (chain, then key) sends its commands one by one, so the
+    commit never went out.
+    """
     dummy_leaf, text = pki.bundle("dropped.test")
     path = _path(lab, 4)
     proxy = _DroppingProxy(lab["runtime_tcp"], "set ssl cert ")
     try:
         requests = prepare_requests([{"path": path, "content": text}], proxy.endpoint)
+        bundle = requests[0].bundle
+        requests[0].payloads = [(path, bundle.certificates_pem()), (path + ".key", bundle.key_pem())]
         with api.RuntimeSession(lab["runtime_unix"], timeout=5) as session:
             before = parse_cert_detail(session.show_ssl_cert(path))
         with api.RuntimeSession(proxy.endpoint, timeout=5) as session:
@@ -431,3 +450,26 @@ def test_set_reply_lost_is_aborted_over_a_fresh_connection(lab, pki):
     assert proxy.connections == 2
     assert _transaction(lab) is None
     assert after.fingerprint == before.fingerprint
+
+
+def test_pipelined_set_and_commit_lost_says_what_haproxy_serves(lab, pki):
+    """Set and commit went out in one write and the connection died: HAProxy committed; the error says so."""
+    leaf, text = pki.bundle("dropped-pair.test")
+    path = _path(lab, 3)
+    proxy = _DroppingProxy(lab["runtime_tcp"], "set ssl cert ")
+    try:
+        requests = prepare_requests([{"path": path, "content": text}], proxy.endpoint)
+        with api.RuntimeSession(proxy.endpoint, timeout=5) as session:
+            recording = Recording(session)
+            with pytest.raises(ConvergeError) as info:
+                Converger(session).run(requests)
+        with api.RuntimeSession(lab["runtime_unix"], timeout=5) as session:
+            after = parse_cert_detail(session.show_ssl_cert(path))
+    finally:
+        proxy.close()
+    assert ["set ssl cert " + path, "commit ssl cert " + path] in recording.writes
+    message = str(info.value)
+    assert path in message and "closed the connection" in message
+    assert after.fingerprint == leaf.fingerprint(hashes.SHA1()).hex().upper()
+    assert "HAProxy serves the new certificate" in message and "no transaction is left open" in message
+    assert _transaction(lab) is None
