@@ -14,6 +14,11 @@ description:
   - Converges the certificates one HAProxy process holds in memory through its Runtime API, without a reload and
     without dropping a connection. One call handles one certificate (O(path) with O(src) or O(content)) or many
     (O(certificates)), all over one connection.
+  - With O(endpoints) instead of O(endpoint), the same certificates are converged on many HAProxy processes in this
+    one call (for example every task of a Swarm service), each over its own connection in its own thread, at most
+    O(concurrency) at a time. The bundles are validated once, before any connection. An endpoint that cannot be
+    reached or fails is reported in its RV(instances) entry and the others are converged all the same; the module
+    then fails naming every endpoint that failed.
   - Every bundle is validated first, on the host the module runs on; when one is bad nothing at all is sent. A
     bundle must parse, hold exactly one private key that matches the leaf, list the chain in order leaf to issuers,
     and the leaf must be inside its validity window (unless O(allow_expired=true)).
@@ -48,6 +53,7 @@ attributes:
     support: full
     details:
       - Reads what HAProxy holds and reports what would change; sends no C(set), C(commit), C(new), C(add) or C(del).
+      - With O(endpoints), per endpoint.
       - Works on a socket with C(level operator), except for new certificates and O(state=absent), which read the
         crt-lists (that needs C(level admin)).
   diff_mode:
@@ -55,6 +61,7 @@ attributes:
     details:
       - Shows serial, SHA1 fingerprint, notAfter and DNS names before and after for each changed certificate; never
         key material.
+      - With O(endpoints), one diff per endpoint and changed certificate, headed C(ENDPOINT PATH).
   idempotent:
     support: partial
     details:
@@ -62,6 +69,34 @@ attributes:
       - Except for leaf keys other than RSA, EC and DSA (such as Ed25519), for which HAProxy prints no fingerprint;
         those are sent on every run, with a warning.
 options:
+  endpoint:
+    description:
+      - Where the Runtime API of one HAProxy process listens (a C(stats socket), or the master CLI of a
+        master-worker HAProxy together with O(process)).
+      - A unix socket as C(/run/haproxy/admin.sock) or C(unix:/run/haproxy/admin.sock); a TCP socket as
+        C(tcp:HOST:PORT), C(HOST:PORT) or C([IPv6]:PORT).
+      - The module connects once and sends every command over that one connection in interactive C(prompt) mode.
+      - Changing certificates needs a socket with C(level admin); reading them works with C(level operator).
+      - The socket is reached from the host the module runs on.
+      - Exactly one of O(endpoint) and O(endpoints) is required.
+    type: str
+  endpoints:
+    description:
+      - The Runtime APIs of many HAProxy processes, each written as O(endpoint). The same certificates are converged
+        on every one of them, in parallel, one connection each.
+      - O(process), O(timeout) and O(tune_bufsize) apply to every endpoint.
+      - The result is then RV(instances), one entry per endpoint in this order, instead of RV(certificates).
+      - An endpoint listed twice is refused (two sessions on one process would race each other's transactions).
+      - Exactly one of O(endpoint) and O(endpoints) is required.
+    type: list
+    elements: str
+    version_added: 0.2.0
+  concurrency:
+    description:
+      - With O(endpoints), how many endpoints are worked on at the same time (one thread and one connection each).
+    type: int
+    default: 16
+    version_added: 0.2.0
   path:
     description:
       - The certificate's name in HAProxy, which is the path of the file it was loaded from (as C(show ssl cert)
@@ -200,6 +235,20 @@ EXAMPLES = r"""
       - shop.example.com
       - "!old.shop.example.com"
 
+- name: Push the renewed certificate into every task of the Swarm service haproxy, in parallel, in one call
+  ingress.haproxy.haproxy_ssl_cert:
+    endpoints: "{{ query('ingress.haproxy.service_instances', 'haproxy', port=9999) }}"
+    path: /etc/haproxy/certs/www.example.com.pem
+    src: /srv/bundles/www.example.com.pem
+  register: pushed
+
+- name: Show what each instance did
+  ansible.builtin.debug:
+    msg: "{{ item.endpoint }}: {{ item.msg if item.failed else item.certificates | map(attribute='action') | join(', ') }}"
+  loop: "{{ pushed.instances }}"
+  loop_control:
+    label: "{{ item.endpoint }}"
+
 - name: Stop serving a certificate
   ingress.haproxy.haproxy_ssl_cert:
     endpoint: /run/haproxy/admin.sock
@@ -210,7 +259,7 @@ EXAMPLES = r"""
 RETURN = r"""
 certificates:
   description: One entry per certificate, in the order they were given.
-  returned: always
+  returned: with O(endpoint)
   type: list
   elements: dict
   contains:
@@ -273,6 +322,42 @@ certificates:
       description: An open transaction on this certificate, left by an earlier run, was replaced.
       type: bool
       returned: when it happened
+instances:
+  description:
+    - One entry per endpoint of O(endpoints), in the order they were given.
+  returned: with O(endpoints)
+  type: list
+  elements: dict
+  contains:
+    endpoint:
+      description: The endpoint, as the module understood it.
+      type: str
+      sample: 127.0.0.11:9999
+    failed:
+      description: Whether converging this endpoint failed.
+      type: bool
+      sample: false
+    msg:
+      description: Why it failed, naming the certificate and the endpoint.
+      type: str
+      returned: when RV(instances[].failed=true)
+      sample: "certificate /etc/haproxy/certs/www.example.com.pem on 10.0.0.7:9999: cannot connect to the Runtime API
+        at 10.0.0.7:9999: Connection refused"
+    changed:
+      description: Whether any certificate changed on this endpoint.
+      type: bool
+      sample: true
+    certificates:
+      description:
+        - One entry per certificate, in the order they were given, with the same keys as RV(certificates).
+        - On a failed endpoint, the certificates handled before the failure.
+      type: list
+      elements: dict
+      sample: [{path: /etc/haproxy/certs/www.example.com.pem, state: present, action: updated, changed: true,
+                before: {serial: 03ECC1, fingerprint: 417A11CAE25F607B24F638B4A8AEE51D1E211477,
+                         not_after: "2027-02-25T21:16:32Z", names: [www.example.com]},
+                after: {serial: 04A1B2, fingerprint: 5B6D3E6F1C0A4E2C9F08C41D6D47E29BD2F0A1C3,
+                        not_after: "2027-05-26T21:16:32Z", names: [www.example.com]}}]
 """
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
@@ -281,12 +366,78 @@ from ansible_collections.ingress.haproxy.plugins.module_utils import _pem
 from ansible_collections.ingress.haproxy.plugins.module_utils import _runtime_api as api
 from ansible_collections.ingress.haproxy.plugins.module_utils._ssl_cert_converge import (
     ConvergeError,
-    Converger,
     describe_paths,
     diff_of,
     items_from_params,
     prepare_requests,
 )
+from ansible_collections.ingress.haproxy.plugins.module_utils import _ssl_cert_fanout as fanout
+
+
+def _check_bufsize(params, where):
+    if params["tune_bufsize"] < 1024:
+        raise ConvergeError("%s on %s: tune_bufsize %d is too small (HAProxy's default is 16384); nothing was sent"
+                            % (describe_paths(item["path"] for item in items_from_params(params)),
+                               where, params["tune_bufsize"]))
+
+
+def _converge_one(module):
+    """endpoint: the result is ``certificates``."""
+    params = module.params
+    results, error, warnings = [], None, []
+    try:
+        endpoint = api.parse_endpoint(params["endpoint"])
+        process = api.check_process(params["process"], endpoint=params["endpoint"])
+        _check_bufsize(params, params["endpoint"])
+        requests = prepare_requests(items_from_params(params), endpoint, process=process,
+                                    bufsize=params["tune_bufsize"], allow_expired=params["allow_expired"])
+    except ConvergeError as exc:
+        error = exc.message
+    except api.RuntimeApiError as exc:
+        error = "%s on %s: %s" % (describe_paths(item["path"] for item in items_from_params(params)),
+                                  params["endpoint"], exc)
+    else:
+        results, error, warnings = fanout.converge_endpoint(
+            endpoint, requests, process=process, timeout=params["timeout"], bufsize=params["tune_bufsize"],
+            check_mode=module.check_mode, force=params["force"], abort_pending=params["abort_pending"])
+    for warning in warnings:
+        module.warn(warning)
+    changed = any(result.get("changed") for result in results)
+    if error is not None:
+        module.fail_json(msg=error, certificates=results, changed=changed)
+    output = dict(changed=changed, certificates=results)
+    if module._diff:
+        output["diff"] = diff_of(results)
+    module.exit_json(**output)
+
+
+def _converge_many(module):
+    """endpoints: every bundle validated once, then each endpoint in its own thread; the result is ``instances``."""
+    params = module.params
+    try:
+        endpoints, process = fanout.parse_endpoints(params["endpoints"], process=params["process"],
+                                                    concurrency=params["concurrency"])
+        where = fanout.describe_endpoints(endpoints)
+        _check_bufsize(params, where)
+        requests = prepare_requests(items_from_params(params), where, process=process,
+                                    bufsize=params["tune_bufsize"], allow_expired=params["allow_expired"])
+    except (fanout.FanoutError, ConvergeError) as exc:
+        module.fail_json(msg=exc.message, instances=[], changed=False)
+        return
+    instances, warnings = fanout.converge_endpoints(
+        endpoints, requests, process=process, timeout=params["timeout"], bufsize=params["tune_bufsize"],
+        check_mode=module.check_mode, force=params["force"], abort_pending=params["abort_pending"],
+        concurrency=params["concurrency"])
+    for warning in warnings:
+        module.warn(warning)
+    changed = any(instance["changed"] for instance in instances)
+    error = fanout.failure_message(instances)
+    if error is not None:
+        module.fail_json(msg=error, instances=instances, changed=changed)
+    output = dict(changed=changed, instances=instances)
+    if module._diff:
+        output["diff"] = fanout.diff_of_instances(instances)
+    module.exit_json(**output)
 
 
 def main():
@@ -301,7 +452,9 @@ def main():
     )
     module = AnsibleModule(
         argument_spec=dict(
-            endpoint=dict(type="str", required=True),
+            endpoint=dict(type="str"),
+            endpoints=dict(type="list", elements="str"),
+            concurrency=dict(type="int", default=fanout.DEFAULT_CONCURRENCY),
             process=dict(type="str"),
             timeout=dict(type="float", default=10),
             path=dict(type="str"),
@@ -318,55 +471,23 @@ def main():
             tune_bufsize=dict(type="int", default=api.DEFAULT_BUFSIZE),
         ),
         mutually_exclusive=[
+            ("endpoint", "endpoints"),
             ("path", "certificates"),
             ("src", "content"),
             ("certificates", "src"),
             ("certificates", "content"),
             ("certificates", "sni_filters"),
         ],
-        required_one_of=[("path", "certificates")],
+        required_one_of=[("endpoint", "endpoints"), ("path", "certificates")],
         supports_check_mode=True,
     )
     if not _pem.HAS_CRYPTOGRAPHY:
         module.fail_json(msg=missing_required_lib(_pem.CRYPTOGRAPHY_REQUIREMENT),
                          exception=_pem.CRYPTOGRAPHY_IMPORT_ERROR)
-    params = module.params
-    results = []
-    warnings = []
-    error = None
-    converger = None
-    try:
-        endpoint = api.parse_endpoint(params["endpoint"])
-        process = api.check_process(params["process"], endpoint=params["endpoint"])
-        if params["tune_bufsize"] < 1024:
-            raise ConvergeError("%s on %s: tune_bufsize %d is too small (HAProxy's default is 16384); nothing was sent"
-                                % (describe_paths(item["path"] for item in items_from_params(params)),
-                                   params["endpoint"], params["tune_bufsize"]))
-        requests = prepare_requests(items_from_params(params), endpoint, process=process,
-                                    bufsize=params["tune_bufsize"], allow_expired=params["allow_expired"])
-        with api.RuntimeSession(endpoint, process=process, timeout=params["timeout"],
-                                bufsize=params["tune_bufsize"]) as session:
-            if not module.check_mode:
-                session.require_admin()
-            converger = Converger(session, check_mode=module.check_mode, force=params["force"],
-                                  abort_pending=params["abort_pending"])
-            results = converger.run(requests)
-    except ConvergeError as exc:
-        error, results = exc.message, exc.results
-    except api.RuntimeApiError as exc:
-        error = "%s on %s: %s" % (describe_paths(item["path"] for item in items_from_params(params)),
-                                  params["endpoint"], exc)
-    if converger is not None:
-        warnings = converger.warnings
-    for warning in warnings:
-        module.warn(warning)
-    changed = any(result.get("changed") for result in results)
-    if error is not None:
-        module.fail_json(msg=error, certificates=results, changed=changed)
-    output = dict(changed=changed, certificates=results)
-    if module._diff:
-        output["diff"] = diff_of(results)
-    module.exit_json(**output)
+    if module.params["endpoints"] is not None:
+        _converge_many(module)
+    else:
+        _converge_one(module)
 
 
 if __name__ == "__main__":
