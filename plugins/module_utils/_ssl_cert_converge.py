@@ -18,6 +18,7 @@ No Ansible import: modules hand in their parameters and get plain data back.
 from __future__ import annotations
 
 import time
+import warnings
 
 from ansible_collections.ingress.haproxy.plugins.module_utils import _pem
 from ansible_collections.ingress.haproxy.plugins.module_utils import _runtime_api as api
@@ -81,6 +82,31 @@ class Request:
         self.payloads = payloads or []
         self._summary = None
         self._chain_names = None
+        self._identity = None
+
+    @property
+    def serial(self):
+        return self.identity[0]
+
+    @property
+    def fingerprint(self):
+        return self.identity[1]
+
+    @property
+    def identity(self):
+        """The leaf's serial and SHA1 fingerprint as HAProxy prints them: all a comparison needs.
+
+        The same values as the bundle's summary, without the rest of it (names,
+        subject, issuer, validity), which a run with nothing to change never uses.
+        """
+        if self._identity is None:
+            leaf = self.bundle.leaf
+            with warnings.catch_warnings():
+                # A zero or negative serial only warns; _pem formats it as HAProxy prints it.
+                warnings.simplefilter("ignore")
+                serial = leaf.serial_number
+            self._identity = (_pem.format_serial(serial), leaf.fingerprint(_pem.hashes.SHA1()).hex().upper())
+        return self._identity
 
     @property
     def summary(self):
@@ -373,10 +399,9 @@ class Converger:
                     detail = None
         except (api.RuntimeApiError, StatusParseError) as exc:
             return " (could not abort the transaction on %s afterwards: %s)" % (path, exc)
-        expected = request.bundle.summary
-        if detail is not None and (detail.serial, detail.fingerprint) == (expected.serial, expected.fingerprint):
+        if detail is not None and (detail.serial, detail.fingerprint) == (request.serial, request.fingerprint):
             return (" (the commit sent with the set went through before the connection was lost: HAProxy serves "
-                    "the new certificate, serial %s; no transaction is left open)" % expected.serial)
+                    "the new certificate, serial %s; no transaction is left open)" % request.serial)
         return " (HAProxy still serves the previous certificate; no transaction is left open)"
 
     def _verify(self, request):
@@ -401,18 +426,17 @@ class Converger:
             result["after"] = self._check_committed(request, detail).summary()
 
     def _check_committed(self, request, detail):
-        expected = request.bundle.summary
         if detail is None:
             raise self._fail(request.path, "after commit HAProxy no longer lists the certificate")
         if detail.fingerprint is None:
-            if detail.serial != expected.serial:
+            if detail.serial != request.serial:
                 raise self._fail(request.path, "after commit HAProxy reports serial %s, expected %s"
-                                 % (detail.serial, expected.serial))
-        elif (detail.serial, detail.fingerprint) != (expected.serial, expected.fingerprint):
+                                 % (detail.serial, request.serial))
+        elif (detail.serial, detail.fingerprint) != (request.serial, request.fingerprint):
             raise self._fail(
                 request.path,
                 "after commit HAProxy reports serial %s / SHA1 %s, expected %s / %s"
-                % (detail.serial, detail.fingerprint, expected.serial, expected.fingerprint),
+                % (detail.serial, detail.fingerprint, request.serial, request.fingerprint),
             )
         return detail
 
@@ -420,7 +444,6 @@ class Converger:
 
     def _same(self, request, detail):
         """(same, why not) comparing what HAProxy holds with the bundle."""
-        expected = request.bundle.summary
         if detail.empty:
             return False, "the certificate store is empty"
         if detail.fingerprint is None:
@@ -428,7 +451,7 @@ class Converger:
                 "HAProxy prints no SHA1 fingerprint for %s (key type %s: its output stops after 'Algorithm:'), "
                 "so it cannot be compared and is sent on every run" % (request.path, detail.algorithm or "not RSA/EC/DSA")
             )
-        if (detail.serial, detail.fingerprint) != (expected.serial, expected.fingerprint):
+        if (detail.serial, detail.fingerprint) != (request.serial, request.fingerprint):
             return False, "serial or fingerprint differ"
         if detail.chain != request.chain_names:
             return False, "the chain differs"

@@ -41,6 +41,11 @@ KNOWN_FIELDS = (
     "Option",
 )
 _FIELD_RE = re.compile(r"^(?P<name>[A-Za-z][A-Za-z0-9 ]*?): ?(?P<value>.*)$")
+# A value that starts with a known field name is two fields on one line (see KNOWN_FIELDS).
+_GLUED_RE = re.compile("|".join(re.escape(field + ":") for field in KNOWN_FIELDS))
+# Parsing 1,000 replies is on the module's hot path: known names skip the regex, keys are computed once.
+_KNOWN_NAMES = frozenset(KNOWN_FIELDS)
+_FIELD_KEYS = dict((field, field.lower().replace(" ", "_")) for field in KNOWN_FIELDS)
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
@@ -138,19 +143,19 @@ def _split_fields(text):
     for raw_line in text.splitlines():
         line = raw_line.rstrip("\r")
         while line:
-            match = _FIELD_RE.match(line)
-            if not match:
-                raise StatusParseError("unexpected line in `show ssl cert` details: %r" % raw_line)
-            name, value = match.group("name"), match.group("value")
+            name, colon, value = line.partition(":")
+            if colon and name in _KNOWN_NAMES:
+                if value[:1] == " ":
+                    value = value[1:]
+            else:
+                match = _FIELD_RE.match(line)
+                if not match:
+                    raise StatusParseError("unexpected line in `show ssl cert` details: %r" % raw_line)
+                name, value = match.group("name"), match.group("value")
             # "Algorithm: OCSP Response Key: " -> ("Algorithm", "") then the next field.
-            glued = None
-            for field in KNOWN_FIELDS:
-                if value.startswith(field + ":"):
-                    glued = value
-                    break
-            if glued is not None:
+            if ":" in value and _GLUED_RE.match(value):
                 yield name, ""
-                line = glued
+                line = value
                 continue
             yield name, value
             line = ""
@@ -245,7 +250,7 @@ def parse_cert_detail(text):
                 detail.chain.append({"subject": None, "issuer": value})
         elif name == "Chain Filename":
             detail.chain_filename = value
-        key = name.lower().replace(" ", "_")
+        key = _FIELD_KEYS.get(name) or name.lower().replace(" ", "_")
         if key in detail.fields:
             previous = detail.fields[key]
             detail.fields[key] = (previous if isinstance(previous, list) else [previous]) + [value]

@@ -581,3 +581,167 @@ def test_lab_silent_endpoint(lab):
     with pytest.raises(api.ReplyTimeout):
         api.RuntimeSession(lab["silent_endpoint"], timeout=1).open()
     assert time.monotonic() - started < 2.5
+
+
+# -- pipelining ------------------------------------------------------------
+
+def test_lab_pipelined_replies_come_back_in_order(lab):
+    instance = lab["instances"][0]
+    paths = [os.path.join(instance["cert_dir"], "preload-%04d.pem" % number) for number in (1, 2)]
+    paths.append(instance["default_cert"])
+    commands = ["show ssl cert %s" % path for path in paths] + ["show cli level"]
+    with api.RuntimeSession(instance["runtime_tcp"], timeout=5) as session:
+        recording = Writes(session)
+        replies = session.execute_batch(commands)
+        assert recording.writes == 1
+        one_by_one = [session.execute(command) for command in commands]
+    assert session.commands_sent == 1 + 2 * len(commands)
+    assert replies == one_by_one
+    assert [parse_cert_detail(reply).path for reply in replies[:3]] == paths
+    assert replies[3] == "admin"
+
+
+def test_lab_pipelined_not_found_in_the_middle(lab):
+    instance = lab["instances"][0]
+    first = os.path.join(instance["cert_dir"], "preload-0001.pem")
+    missing = os.path.join(instance["cert_dir"], "missing.pem")
+    with api.RuntimeSession(instance["runtime_tcp"], timeout=5) as session:
+        details = session.show_ssl_certs([first, missing, instance["default_cert"]])
+        assert session.cli_level() == "admin"
+    assert parse_cert_detail(details[0]).path == first and details[1] is None
+    assert parse_cert_detail(details[2]).path == instance["default_cert"]
+
+
+def test_pipelined_error_in_the_middle_names_its_command():
+    # A real HAProxy answers every show on one connection alike; the recorded 2.6.12 reply of a
+    # user-level socket stands in for a failure in the middle of a batch.
+    doc = CAPTURED
+    a, b = doc["paths"]["a"], doc["paths"]["b"]
+    detail = exchange(doc, "show_ssl_cert_ec")[1]
+    refused = exchange(doc, "user_show_ssl_cert_ec")[1]
+    script = Script([exchange(doc, "prompt"), ("show ssl cert " + a, detail), ("show ssl cert " + b, refused),
+                     ("show ssl cert " + a, detail), ("show cli level", exchange(doc, "show_cli_level")[1])])
+    with api.RuntimeSession(script.endpoint, timeout=5) as session:
+        recording = Writes(session)
+        with pytest.raises(api.PermissionDenied) as info:
+            session.show_ssl_certs([a, b, a])
+        # Every reply of the batch was read: the session is still in step.
+        assert session.cli_level() == "admin"
+    script.finish()
+    assert recording.counts == [3]
+    assert info.value.command == "show ssl cert " + b
+    assert "`show ssl cert %s`" % b in str(info.value) and "needs level admin" in str(info.value)
+
+
+def test_lab_pipelined_batch_larger_than_one_write(lab):
+    instance = lab["instances"][0]
+    paths = [os.path.join(instance["cert_dir"], "preload-%04d.pem" % (1 + index % 2))
+             for index in range(3 * api.PIPELINE_MAX_COMMANDS + 5)]
+    with api.RuntimeSession(instance["runtime_unix"], timeout=5) as session:
+        by_count = Writes(session)
+        details = session.show_ssl_certs(paths)
+    # At most 64 commands per write...
+    assert by_count.counts == [64, 64, 64, 5]
+    assert [parse_cert_detail(detail).path for detail in details] == paths
+    with api.RuntimeSession(instance["runtime_unix"], timeout=5, bufsize=2048) as session:
+        by_size = Writes(session)
+        details = session.show_ssl_certs(paths)
+    # ...and at most half of the buffer (here a declared tune.bufsize of 2048).
+    assert sum(by_size.counts) == len(paths) and len(by_size.counts) > 4
+    assert max(by_size.sizes) <= (2048 - api.BUFSIZE_MARGIN) // 2
+    assert [parse_cert_detail(detail).path for detail in details] == paths
+
+
+def test_lab_master_cli_pipelined(lab):
+    instance = lab["instances"][0]
+    paths = [os.path.join(instance["cert_dir"], "preload-%04d.pem" % number) for number in (1, 2)] * 40
+    with api.RuntimeSession(instance["master_cli"], process="@1", timeout=5) as session:
+        details = session.show_ssl_certs(paths)
+    assert [parse_cert_detail(detail).path for detail in details] == paths
+
+
+def test_lab_set_and_commit_in_one_write(lab):
+    instance = lab["instances"][0]
+    target = os.path.join(instance["cert_dir"], "preload-0001.pem")
+    certificate, cert_pem, key_pem = _bundle("pair.lab.test", 0xFA1F)
+    with api.RuntimeSession(instance["runtime_tcp"], timeout=5) as session:
+        recording = Writes(session)
+        session.replace_ssl_cert(target, cert_pem + key_pem)
+        detail = parse_cert_detail(session.show_ssl_cert(target))
+        # A refused set: the commit sent with it finds no transaction, and nothing changes.
+        with pytest.raises(api.CommandFailed) as info:
+            session.replace_ssl_cert(target, "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
+        after = parse_cert_detail(session.show_ssl_cert(target))
+        assert parse_cert_list(session.show_ssl_cert_list()).transaction is None
+    # set+commit, show, set+commit, show, listing
+    assert recording.writes == 5 and recording.counts == [2, 2]
+    assert detail.fingerprint == _fingerprint(certificate) == after.fingerprint
+    assert info.value.command == "set ssl cert %s" % target and "Can't load the payload" in str(info.value)
+    assert "already open" not in str(info.value)
+
+
+def test_lab_set_and_commit_in_one_write_sees_the_conflict(lab):
+    # Debian's 2.6.12 puts a set on B into the open transaction on A; the commit on B sent with it is refused.
+    instance = lab["instances"][0]
+    first = os.path.join(instance["cert_dir"], "preload-0001.pem")
+    second = os.path.join(instance["cert_dir"], "preload-0002.pem")
+    dummy_certificate, cert_pem, key_pem = _bundle("pair-conflict.lab.test", 0xC0F2)
+    with api.RuntimeSession(instance["runtime_unix"], timeout=5) as holder:
+        holder.set_ssl_cert(first, cert_pem + key_pem)
+        try:
+            with api.RuntimeSession(instance["runtime_tcp"], timeout=5) as other:
+                before = parse_cert_detail(other.show_ssl_cert(second))
+                with pytest.raises(api.TransactionConflict) as info:
+                    other.replace_ssl_cert(second, cert_pem + key_pem)
+                after = parse_cert_detail(other.show_ssl_cert(second))
+        finally:
+            assert holder.abort_ssl_cert(first) is True
+    assert info.value.pending_path == first
+    assert after.fingerprint == before.fingerprint
+
+
+def test_pipelined_connection_lost_names_the_first_unanswered_command():
+    doc = CAPTURED
+    a = doc["paths"]["a"]
+    show_command, show_reply = exchange(doc, "show_ssl_cert_ec")
+    script = Script([exchange(doc, "prompt"), (show_command, show_reply), ("show ssl cert " + a, "close")])
+    with api.RuntimeSession(script.endpoint, timeout=5) as session:
+        with pytest.raises(api.ConnectionClosed) as info:
+            session.execute_batch([show_command, "show ssl cert " + a, "show cli level"])
+    script.finish()
+    assert info.value.command == "show ssl cert " + a
+    assert "without answering `show ssl cert %s`" % a in str(info.value)
+
+
+def test_pipelined_payload_too_large_sends_nothing():
+    script = Script([exchange(CAPTURED, "prompt"), ("show ssl cert", exchange(CAPTURED, "show_ssl_cert")[1])])
+    with api.RuntimeSession(script.endpoint, timeout=5, bufsize=1024) as session:
+        with pytest.raises(api.PayloadTooLarge):
+            session.execute_batch(["show cli level", ("set ssl cert /a.pem", "A" * 2000), "commit ssl cert /a.pem"])
+        session.show_ssl_cert_list()
+    script.finish()
+    assert script.received == ["prompt", "show ssl cert"]
+
+
+class Writes:
+    """Counts the writes a real session makes (and their sizes)."""
+
+    def __init__(self, session):
+        self.writes = 0
+        self.sizes = []
+        self.counts = []
+        original = session._exchange_batch  # pylint: disable=protected-access
+        single = session._exchange  # pylint: disable=protected-access
+
+        def exchange_batch(batch):
+            self.writes += 1
+            self.sizes.append(sum(len(data) for dummy_command, data in batch))
+            self.counts.append(len(batch))
+            return original(batch)
+
+        def exchange_one(data, command, first=False):
+            self.writes += 1
+            return single(data, command, first)
+
+        session._exchange_batch = exchange_batch  # pylint: disable=protected-access
+        session._exchange = exchange_one  # pylint: disable=protected-access
