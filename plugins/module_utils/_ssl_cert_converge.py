@@ -415,15 +415,27 @@ class Converger:
         try:
             details = self.session.show_ssl_certs([request.path for request, dummy_result in pending])
         except api.RuntimeApiError as exc:
+            self._unverified = pending
+            self._settle_unverified()
             raise ConvergeError("%s on %s: committed, but `show ssl cert` could not verify the new certificate: %s"
                                 % (describe_paths(request.path for request, dummy_result in pending),
                                    self.endpoint, exc), list(self.results))
-        for (request, result), raw in zip(pending, details):
+        for position, ((request, result), raw) in enumerate(zip(pending, details)):
             try:
                 detail = None if raw is None else parse_cert_detail(raw)
-            except StatusParseError as exc:
+                result["after"] = self._check_committed(request, detail).summary()
+            except (ConvergeError, StatusParseError) as exc:
+                self._unverified = pending[position + 1:]
+                self._settle_unverified()
+                if isinstance(exc, ConvergeError):
+                    raise
                 raise self._fail(request.path, str(exc))
-            result["after"] = self._check_committed(request, detail).summary()
+
+    def _settle_unverified(self):
+        """On failure: certificates committed but not verified report the bundle they were sent."""
+        pending, self._unverified = self._unverified, []
+        for request, result in pending:
+            result["after"] = request.summary
 
     def _check_committed(self, request, detail):
         if detail is None:
@@ -478,17 +490,18 @@ class Converger:
             return
         if why and detail.fingerprint is None:
             self.warnings.append(why)
-        result.update(action="updated", changed=True, after=request.summary)
+        # "after" is what HAProxy reports once committed; the bundle's own summary only in check mode
+        # (building it for 1,000 certificates costs more than comparing them).
+        result.update(action="updated", changed=True, after=None)
         if replacing_leftover:
             result["replaced_transaction"] = True
         if self.check_mode:
+            result["after"] = request.summary
             return
         self._clear_foreign_transaction(request.path)
         self._push(request)
-        # Verified with others in one pipelined batch (at the latest before run() returns).
+        # Verified with others in one pipelined batch (see run()).
         self._unverified.append((request, result))
-        if len(self._unverified) >= VERIFY_BATCH:
-            self._verify_pending()
 
     def _create(self, request, result, new_store):
         result.update(action="created", changed=True, after=request.summary)
@@ -587,21 +600,28 @@ class Converger:
                 else:
                     self._present(request, result)
             except (api.RuntimeApiError, StatusParseError) as exc:
+                self._settle_unverified()
                 self.results = [item for item in results if item is not None]
                 raise self._fail(request.path, str(exc))
             except ConvergeError as exc:
+                self._settle_unverified()
                 exc.results = [item for item in results if item is not None]
                 raise
             results[index] = result
             self.results = [item for item in results if item is not None]
             if request.path == leftover and result.get("changed"):
                 self.listing.transaction = None
+            if len(self._unverified) >= VERIFY_BATCH:
+                self._verify_batch(results)
+        self._verify_batch(results)
+        return results
+
+    def _verify_batch(self, results):
         try:
             self._verify_pending()
         except ConvergeError as exc:
             exc.results = [item for item in results if item is not None]
             raise
-        return results
 
 
 def diff_of(results):

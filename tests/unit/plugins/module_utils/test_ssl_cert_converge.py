@@ -473,3 +473,38 @@ def test_pipelined_set_and_commit_lost_says_what_haproxy_serves(lab, pki):
     assert after.fingerprint == leaf.fingerprint(hashes.SHA1()).hex().upper()
     assert "HAProxy serves the new certificate" in message and "no transaction is left open" in message
     assert _transaction(lab) is None
+
+
+def test_bulk_run_pipelines_and_verifies_every_commit(lab, pki):
+    """Compare shows in one batch, set+commit in one write each, verifying shows in one batch after the commits."""
+    bundles = [pki.bundle("bulk%d.test" % number) for number in range(1, 5)]
+    paths = [_path(lab, number) for number in range(1, 5)]
+    requests = prepare_requests([{"path": path, "content": text} for path, (dummy_leaf, text) in zip(paths, bundles)],
+                                lab["runtime_tcp"])
+    with api.RuntimeSession(lab["runtime_tcp"], timeout=5) as session:
+        recording = Recording(session)
+        results = Converger(session).run(requests)
+    shows = ["show ssl cert " + path for path in paths]
+    assert recording.writes == [["show ssl cert"], shows] + [
+        ["set ssl cert " + path, "commit ssl cert " + path] for path in paths] + [shows]
+    assert [result["after"]["fingerprint"] for result in results] == [
+        leaf.fingerprint(hashes.SHA1()).hex().upper() for leaf, dummy_text in bundles]
+
+
+def test_verification_failure_names_the_certificate(lab, pki):
+    """HAProxy must report the new fingerprint after the commit; a request told to expect another one fails."""
+    (first_leaf, first), (dummy_leaf, second) = pki.bundle("verified.test"), pki.bundle("unverified.test")
+    one, two = _path(lab, 1), _path(lab, 2)
+    requests = prepare_requests([{"path": one, "content": first}, {"path": two, "content": second}],
+                                lab["runtime_tcp"])
+    # Nothing real makes HAProxy report another certificate after a successful commit: expect a wrong one.
+    requests[1]._identity = ("0BAD", "00" * 20)  # pylint: disable=protected-access
+    with api.RuntimeSession(lab["runtime_tcp"], timeout=5) as session:
+        with pytest.raises(ConvergeError) as info:
+            Converger(session).run(requests)
+    message = str(info.value)
+    assert two in message and "after commit HAProxy reports serial" in message and "expected 0BAD" in message
+    assert one not in message
+    assert [result["path"] for result in info.value.results] == [one, two]
+    assert info.value.results[0]["after"]["fingerprint"] == first_leaf.fingerprint(hashes.SHA1()).hex().upper()
+    assert _transaction(lab) is None
