@@ -13,6 +13,11 @@ every reply. Commands that change certificates check HAProxy's reply against
 its own success texts; anything else raises a ``RuntimeApiError`` subclass
 carrying the endpoint, the command (never its payload) and the reply.
 
+``execute_batch`` pipelines: several commands in one write, their replies
+read in order (HAProxy answers each up to the prompt before it reads the
+next command). ``show_ssl_certs`` and ``replace_ssl_cert`` (set + commit in
+one write) build on it and check every reply as the one-command methods do.
+
 No Ansible import and no subprocess: plain sockets only.
 """
 

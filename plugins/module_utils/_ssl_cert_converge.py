@@ -638,15 +638,16 @@ def read_status(session, paths=None, now=None):
     """Everything ``haproxy_ssl_cert_info`` returns, read over one session."""
     listing = parse_cert_list(session.show_ssl_cert_list())
     wanted = listing.paths if not paths else list(paths)
+    loaded = [path for path in wanted if path in listing]
+    # One pipelined batch of `show ssl cert PATH` instead of a round trip per certificate.
+    details = dict(zip(loaded, session.show_ssl_certs(loaded))) if loaded else {}
     certificates, missing = [], []
     for path in wanted:
-        if path not in listing:
+        raw = details.get(path)
+        if raw is None:
             missing.append(path)
-            continue
-        try:
-            certificates.append(parse_cert_detail(session.show_ssl_cert(path)).as_dict(now))
-        except api.NotFound:
-            missing.append(path)
+        else:
+            certificates.append(parse_cert_detail(raw).as_dict(now))
     crt_lists, warnings = {}, []
     try:
         for name in parse_crt_list_names(session.show_ssl_crt_lists()):
