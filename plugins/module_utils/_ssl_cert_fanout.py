@@ -7,10 +7,11 @@
 
 """Converge the same certificates on many HAProxy processes in one call.
 
-The bundles are validated once (``prepare_requests``) before any connection;
-then every endpoint gets its own Runtime API session in its own thread (at
-most ``concurrency`` at a time) and runs the same ``Converger`` a single
-endpoint does. One endpoint that fails fails for itself: the others are
+The bundles are validated (``prepare_requests``) for every endpoint before
+any connection, once for all endpoints that keep the certificates under the
+same paths; then every endpoint gets its own Runtime API session in its own
+thread (at most ``concurrency`` at a time) and runs the same ``Converger`` a
+single endpoint does. One endpoint that fails fails for itself: the others are
 converged all the same, and each outcome says what happened there.
 
 No Ansible import: the module hands in its parameters and gets plain data back.
@@ -18,14 +19,17 @@ No Ansible import: the module hands in its parameters and gets plain data back.
 
 from __future__ import annotations
 
+import posixpath
 from concurrent.futures import ThreadPoolExecutor
 
+from ansible_collections.ingress.haproxy.plugins.module_utils import _pem
 from ansible_collections.ingress.haproxy.plugins.module_utils import _runtime_api as api
 from ansible_collections.ingress.haproxy.plugins.module_utils._ssl_cert_converge import (
     ConvergeError,
     Converger,
     describe_paths,
     diff_of,
+    prepare_requests,
 )
 
 DEFAULT_CONCURRENCY = 16
@@ -53,35 +57,115 @@ def describe_endpoints(endpoints, limit=5):
     return "%d endpoints (%s)" % (len(endpoints), text)
 
 
-def parse_endpoints(texts, process=None, concurrency=DEFAULT_CONCURRENCY):
+class Target:
+    """One endpoint of the call and where that process keeps the certificates."""
+
+    def __init__(self, endpoint, process=None, cert_dir=None, crt_list=None):
+        self.endpoint = endpoint
+        self.process = process
+        self.cert_dir = cert_dir
+        self.crt_list = crt_list
+
+    def __str__(self):
+        return str(self.endpoint)
+
+    @property
+    def variant(self):
+        """What changes the certificates' paths, crt-lists or command sizes at this endpoint."""
+        return (self.process, self.cert_dir, self.crt_list)
+
+
+ENDPOINT_KEYS = ("endpoint", "process", "cert_dir", "crt_list")
+
+
+def _optional_word(entry, key, where):
+    value = entry.get(key)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or any(char.isspace() for char in value):
+        raise FanoutError("%s: %s %r must be one word without whitespace; nothing was sent" % (where, key, value))
+    return value
+
+
+def parse_endpoints(entries, process=None, concurrency=DEFAULT_CONCURRENCY):
     """Parse every endpoint before anything is sent; refuse an empty list, duplicates, a bad process prefix.
 
-    Returns ``(endpoints, process)``: the parsed endpoints in input order and the checked process prefix.
+    An entry is an endpoint string, or a dict with ``endpoint`` and optionally
+    ``process`` (instead of the call's), ``cert_dir`` (the directory this
+    process loads every certificate from: it replaces the directory of each
+    certificate's path) and ``crt_list`` (the crt-list new certificates go to
+    there). Returns the ``Target`` list in input order.
     """
     if not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 1:
         raise FanoutError("concurrency must be a whole number of at least 1, not %r; nothing was sent" % (concurrency,))
-    if not texts:
+    if not entries:
         raise FanoutError("endpoints is empty: give at least one Runtime API endpoint; nothing was sent")
-    endpoints, seen = [], {}
-    for index, text in enumerate(texts):
+    try:
+        default_process = api.check_process(process)
+    except api.RuntimeApiError as exc:
+        raise FanoutError("%s; nothing was sent" % exc)
+    targets, seen = [], {}
+    for index, entry in enumerate(entries):
         where = "endpoints[%d]" % index
+        if not isinstance(entry, dict):
+            entry = {"endpoint": entry}
+        unknown = sorted(set(entry) - set(ENDPOINT_KEYS))
+        if unknown:
+            raise FanoutError("%s: unknown key(s) %s (known: %s); nothing was sent"
+                              % (where, ", ".join(unknown), ", ".join(ENDPOINT_KEYS)))
+        text = entry.get("endpoint")
         if not isinstance(text, str) or not text.strip():
             raise FanoutError("%s is empty; nothing was sent" % where)
         try:
             endpoint = api.parse_endpoint(text)
+            entry_process = entry.get("process")
+            target_process = default_process if entry_process in (None, "") else api.check_process(entry_process,
+                                                                                                  endpoint=text)
         except api.RuntimeApiError as exc:
             raise FanoutError("%s (%s): %s; nothing was sent" % (where, text, exc))
-        if endpoint in seen:
+        target = Target(endpoint, target_process, _optional_word(entry, "cert_dir", where),
+                        _optional_word(entry, "crt_list", where))
+        key = (endpoint, target_process)
+        if key in seen:
             # Two sessions on one process would race each other's certificate transactions.
             raise FanoutError("%s (%s) is the same endpoint as endpoints[%d]; nothing was sent"
-                              % (where, text, seen[endpoint]))
-        seen[endpoint] = index
-        endpoints.append(endpoint)
-    try:
-        process = api.check_process(process, endpoint=describe_endpoints(texts))
-    except api.RuntimeApiError as exc:
-        raise FanoutError("%s; nothing was sent" % exc)
-    return endpoints, process
+                              % (where, text, seen[key]))
+        seen[key] = index
+        targets.append(target)
+    return targets
+
+
+def prepare_variants(targets, items, bufsize=api.DEFAULT_BUFSIZE, allow_expired=False, read_file=_pem.read_file):
+    """Validate the certificates for every endpoint before anything is sent anywhere.
+
+    Endpoints sharing process, cert_dir and crt_list (all of them, for the
+    tasks of one service) share one validated list; each file is read once.
+    Returns a dict: ``Target.variant`` -> the requests for those endpoints.
+    Raises ConvergeError naming the certificate, the endpoints and the reason.
+    """
+    cache = {}
+
+    def read_once(path):
+        if path not in cache:
+            cache[path] = read_file(path)
+        return cache[path]
+
+    variants = {}
+    for target in targets:
+        if target.variant in variants:
+            continue
+        variant_items = []
+        for item in items:
+            item = dict(item)
+            if target.cert_dir and isinstance(item.get("path"), str):
+                item["path"] = posixpath.join(target.cert_dir, posixpath.basename(item["path"]))
+            if target.crt_list:
+                item["crt_list"] = target.crt_list
+            variant_items.append(item)
+        alike = [other for other in targets if other.variant == target.variant]
+        variants[target.variant] = prepare_requests(variant_items, describe_endpoints(alike), process=target.process,
+                                                    bufsize=bufsize, allow_expired=allow_expired, read_file=read_once)
+    return variants
 
 
 def converge_endpoint(endpoint, requests, process=None, timeout=api.DEFAULT_TIMEOUT, bufsize=api.DEFAULT_BUFSIZE,
@@ -108,25 +192,25 @@ def converge_endpoint(endpoint, requests, process=None, timeout=api.DEFAULT_TIME
     return results, error, warnings
 
 
-def converge_endpoints(endpoints, requests, process=None, timeout=api.DEFAULT_TIMEOUT, bufsize=api.DEFAULT_BUFSIZE,
+def converge_endpoints(targets, variants, timeout=api.DEFAULT_TIMEOUT, bufsize=api.DEFAULT_BUFSIZE,
                        check_mode=False, force=False, abort_pending=False, concurrency=DEFAULT_CONCURRENCY):
-    """Converge the same ``requests`` on every endpoint (parsed by ``parse_endpoints``), in parallel.
+    """Converge every target (from ``parse_endpoints``) with its requests (from ``prepare_variants``), in parallel.
 
-    Returns ``(instances, warnings)``: one dict per endpoint in input order,
+    Returns ``(instances, warnings)``: one dict per target in input order,
     ``{endpoint, failed, msg (on failure), changed, certificates}``, and the
     warnings of all endpoints, each naming its endpoint.
     """
 
-    def one(endpoint):
-        return converge_endpoint(endpoint, requests, process=process, timeout=timeout, bufsize=bufsize,
-                                 check_mode=check_mode, force=force, abort_pending=abort_pending)
+    def one(target):
+        return converge_endpoint(target.endpoint, variants[target.variant], process=target.process, timeout=timeout,
+                                 bufsize=bufsize, check_mode=check_mode, force=force, abort_pending=abort_pending)
 
-    with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(endpoints)))) as pool:
-        outcomes = list(pool.map(one, endpoints))
+    with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(targets)))) as pool:
+        outcomes = list(pool.map(one, targets))
     instances, warnings = [], []
-    for endpoint, (results, error, endpoint_warnings) in zip(endpoints, outcomes):
+    for target, (results, error, target_warnings) in zip(targets, outcomes):
         instance = {
-            "endpoint": str(endpoint),
+            "endpoint": str(target),
             "failed": error is not None,
             "changed": any(result.get("changed") for result in results),
             "certificates": results,
@@ -134,8 +218,8 @@ def converge_endpoints(endpoints, requests, process=None, timeout=api.DEFAULT_TI
         if error is not None:
             instance["msg"] = error
         instances.append(instance)
-        for warning in endpoint_warnings:
-            text = warning if str(endpoint) in warning else "%s: %s" % (endpoint, warning)
+        for warning in target_warnings:
+            text = warning if str(target) in warning else "%s: %s" % (target, warning)
             if text not in warnings:
                 warnings.append(text)
     return instances, warnings

@@ -16,7 +16,7 @@ description:
     (O(certificates)), all over one connection.
   - With O(endpoints) instead of O(endpoint), the same certificates are converged on many HAProxy processes in this
     one call (for example every task of a Swarm service), each over its own connection in its own thread, at most
-    O(concurrency) at a time. The bundles are validated once, before any connection. An endpoint that cannot be
+    O(concurrency) at a time. Each bundle is read once and validated before any connection. An endpoint that cannot be
     reached or fails is reported in its RV(instances) entry and the others are converged all the same; the module
     then fails naming every endpoint that failed.
   - Every bundle is validated first, on the host the module runs on; when one is bad nothing at all is sent. A
@@ -82,14 +82,20 @@ options:
     type: str
   endpoints:
     description:
-      - The Runtime APIs of many HAProxy processes, each written as O(endpoint). The same certificates are converged
-        on every one of them, in parallel, one connection each.
-      - O(process), O(timeout) and O(tune_bufsize) apply to every endpoint.
+      - The Runtime APIs of many HAProxy processes. The same certificates are converged on every one of them, in
+        parallel, one connection each.
+      - Each entry is an endpoint written as O(endpoint), or a dictionary with C(endpoint) (required) and optionally
+        C(process) (the master CLI prefix for this endpoint, instead of O(process)), C(cert_dir) (the directory this
+        process loads the certificates from; it replaces the directory of every certificate's O(path) there, so
+        V(/etc/haproxy/certs/www.pem) becomes C(CERT_DIR/www.pem)) and C(crt_list) (the crt-list new certificates
+        are added to on this process, instead of each certificate's O(crt_list)).
+      - O(timeout) and O(tune_bufsize) apply to every endpoint.
       - The result is then RV(instances), one entry per endpoint in this order, instead of RV(certificates).
-      - An endpoint listed twice is refused (two sessions on one process would race each other's transactions).
+      - An endpoint listed twice (with the same process) is refused, since two sessions on one process would race
+        each other's transactions.
       - Exactly one of O(endpoint) and O(endpoints) is required.
     type: list
-    elements: str
+    elements: raw
     version_added: 0.2.0
   concurrency:
     description:
@@ -242,6 +248,19 @@ EXAMPLES = r"""
     src: /srv/bundles/www.example.com.pem
   register: pushed
 
+- name: The same, where each process loads the certificates from its own directory and crt-list
+  ingress.haproxy.haproxy_ssl_cert:
+    endpoints:
+      - endpoint: 10.0.0.5:9999
+        cert_dir: /srv/haproxy-a/certs
+        crt_list: /srv/haproxy-a/crt-list.txt
+      - endpoint: /run/haproxy-b/master.sock
+        process: "@1"
+        cert_dir: /srv/haproxy-b/certs
+        crt_list: /srv/haproxy-b/crt-list.txt
+    path: /etc/haproxy/certs/www.example.com.pem
+    src: /srv/bundles/www.example.com.pem
+
 - name: Show what each instance did
   ansible.builtin.debug:
     msg: "{{ item.endpoint }}: {{ item.msg if item.failed else item.certificates | map(attribute='action') | join(', ') }}"
@@ -330,7 +349,7 @@ instances:
   elements: dict
   contains:
     endpoint:
-      description: The endpoint, as the module understood it.
+      description: The endpoint, as given.
       type: str
       sample: 127.0.0.11:9999
     failed:
@@ -349,7 +368,8 @@ instances:
       sample: true
     certificates:
       description:
-        - One entry per certificate, in the order they were given, with the same keys as RV(certificates).
+        - One entry per certificate, in the order they were given, with the same keys as RV(certificates); C(path)
+          is the name on this endpoint (after C(cert_dir)).
         - On a failed endpoint, the certificates handled before the failure.
       type: list
       elements: dict
@@ -415,17 +435,16 @@ def _converge_many(module):
     """endpoints: every bundle validated once, then each endpoint in its own thread; the result is ``instances``."""
     params = module.params
     try:
-        endpoints, process = fanout.parse_endpoints(params["endpoints"], process=params["process"],
-                                                    concurrency=params["concurrency"])
-        where = fanout.describe_endpoints(endpoints)
-        _check_bufsize(params, where)
-        requests = prepare_requests(items_from_params(params), where, process=process,
-                                    bufsize=params["tune_bufsize"], allow_expired=params["allow_expired"])
+        targets = fanout.parse_endpoints(params["endpoints"], process=params["process"],
+                                         concurrency=params["concurrency"])
+        _check_bufsize(params, fanout.describe_endpoints(targets))
+        variants = fanout.prepare_variants(targets, items_from_params(params), bufsize=params["tune_bufsize"],
+                                           allow_expired=params["allow_expired"])
     except (fanout.FanoutError, ConvergeError) as exc:
         module.fail_json(msg=exc.message, instances=[], changed=False)
         return
     instances, warnings = fanout.converge_endpoints(
-        endpoints, requests, process=process, timeout=params["timeout"], bufsize=params["tune_bufsize"],
+        targets, variants, timeout=params["timeout"], bufsize=params["tune_bufsize"],
         check_mode=module.check_mode, force=params["force"], abort_pending=params["abort_pending"],
         concurrency=params["concurrency"])
     for warning in warnings:
@@ -453,7 +472,7 @@ def main():
     module = AnsibleModule(
         argument_spec=dict(
             endpoint=dict(type="str"),
-            endpoints=dict(type="list", elements="str"),
+            endpoints=dict(type="list", elements="raw"),
             concurrency=dict(type="int", default=fanout.DEFAULT_CONCURRENCY),
             process=dict(type="str"),
             timeout=dict(type="float", default=10),

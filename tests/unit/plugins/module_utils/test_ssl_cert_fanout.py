@@ -20,7 +20,6 @@ import pytest
 
 from ansible_collections.ingress.haproxy.plugins.module_utils import _runtime_api as api
 from ansible_collections.ingress.haproxy.plugins.module_utils import _ssl_cert_fanout as fanout
-from ansible_collections.ingress.haproxy.plugins.module_utils._ssl_cert_converge import prepare_requests
 from ansible_collections.ingress.haproxy.plugins.module_utils._ssl_cert_status import parse_cert_detail
 
 from cryptography import x509
@@ -69,6 +68,11 @@ def _closed_port():
                                                    "endpoints[0]"),
     (["127.0.0.1:9999"], {"process": "1"}, "process '1' is not a master CLI prefix"),
     (["127.0.0.1:9999"], {"concurrency": 0}, "concurrency must be a whole number of at least 1"),
+    ([{"endpoint": "127.0.0.1:9999", "certdir": "/x"}], {}, "endpoints[0]: unknown key(s) certdir"),
+    ([{"endpoint": "127.0.0.1:9999", "cert_dir": "/a b"}], {}, "endpoints[0]: cert_dir '/a b' must be one word"),
+    ([{"endpoint": "/m.sock", "process": "@1"}, {"endpoint": "unix:/m.sock", "process": "@1"}], {},
+     "endpoints[1] (unix:/m.sock) is the same endpoint as endpoints[0]"),
+    ([{"process": "@1"}], {}, "endpoints[0] is empty"),
 ])
 def test_parse_endpoints_refuses(endpoints, kwargs, words):
     with pytest.raises(fanout.FanoutError) as info:
@@ -78,11 +82,46 @@ def test_parse_endpoints_refuses(endpoints, kwargs, words):
 
 
 def test_parse_endpoints_keeps_order_and_process():
-    endpoints, process = fanout.parse_endpoints(["127.0.0.12:9999", "/run/a.sock", "[::1]:9999"], process="@1")
-    assert [str(endpoint) for endpoint in endpoints] == ["127.0.0.12:9999", "/run/a.sock", "[::1]:9999"]
-    assert [endpoint.family for endpoint in endpoints] == ["tcp", "unix", "tcp"]
-    assert process == "@1"
-    assert fanout.parse_endpoints(["127.0.0.1:1"], process="")[1] is None
+    targets = fanout.parse_endpoints(["127.0.0.12:9999", "/run/a.sock", {"endpoint": "/run/a.sock", "process": "@2"},
+                                      {"endpoint": "[::1]:9999", "process": "", "cert_dir": "/h4", "crt_list": "/l"}],
+                                     process="@1")
+    assert [str(target) for target in targets] == ["127.0.0.12:9999", "/run/a.sock", "/run/a.sock", "[::1]:9999"]
+    assert [target.endpoint.family for target in targets] == ["tcp", "unix", "unix", "tcp"]
+    assert [target.process for target in targets] == ["@1", "@1", "@2", "@1"]
+    assert [target.variant for target in targets] == [("@1", None, None)] * 2 + [("@2", None, None),
+                                                                                 ("@1", "/h4", "/l")]
+    assert fanout.parse_endpoints(["127.0.0.1:1"], process="")[0].process is None
+
+
+def test_prepare_variants_per_cert_dir_and_crt_list(tmp_path):
+    dummy_leaf, text = _bundle("variants.test")
+    source = tmp_path / "bundle.pem"
+    source.write_text(text)
+    reads = []
+
+    def read_file(path):
+        reads.append(path)
+        with open(path, "rb") as handle:
+            return handle.read()
+
+    targets = fanout.parse_endpoints(["h1:1", {"endpoint": "h2:1", "cert_dir": "/lab/h2/certs"},
+                                      {"endpoint": "h3:1", "cert_dir": "/lab/h3/certs", "crt_list": "/lab/h3/list"},
+                                      "h4:1"])
+    items = [{"path": "/etc/haproxy/certs/www.pem", "src": str(source), "crt_list": "/etc/haproxy/list"}]
+    variants = fanout.prepare_variants(targets, items, read_file=read_file)
+    assert reads == [str(source)]
+    assert len(variants) == 3
+    assert [(request.path, request.crt_list) for target in targets for request in variants[target.variant]] == [
+        ("/etc/haproxy/certs/www.pem", "/etc/haproxy/list"),
+        ("/lab/h2/certs/www.pem", "/etc/haproxy/list"),
+        ("/lab/h3/certs/www.pem", "/lab/h3/list"),
+        ("/etc/haproxy/certs/www.pem", "/etc/haproxy/list"),
+    ]
+    assert variants[targets[2].variant][0].payloads[0][0] == "/lab/h3/certs/www.pem"
+    # A bad bundle is refused before anything is sent, naming the endpoints it was for.
+    with pytest.raises(fanout.ConvergeError) as info:
+        fanout.prepare_variants(targets, [dict(items[0], src=str(tmp_path / "missing.pem"))])
+    assert "2 endpoints (h1:1, h4:1)" in str(info.value) and str(info.value).endswith("nothing was sent")
 
 
 def test_describe_endpoints():
@@ -135,9 +174,9 @@ def test_one_dead_endpoint_fails_alone(lab):
     leaf, text = _bundle("fanout.test")
     closed = _closed_port()
     texts = [closed, instance["runtime_tcp"], lab["silent_endpoint"]]
-    endpoints, process = fanout.parse_endpoints(texts)
-    requests = prepare_requests([{"path": path, "content": text}], fanout.describe_endpoints(endpoints))
-    instances, warnings = fanout.converge_endpoints(endpoints, requests, process=process, timeout=1.5)
+    targets = fanout.parse_endpoints(texts)
+    variants = fanout.prepare_variants(targets, [{"path": path, "content": text}])
+    instances, warnings = fanout.converge_endpoints(targets, variants, timeout=1.5)
     assert [item["endpoint"] for item in instances] == texts
     assert [item["failed"] for item in instances] == [True, False, True]
     assert "cannot connect to the Runtime API at %s" % closed in instances[0]["msg"]
@@ -153,9 +192,10 @@ def test_one_dead_endpoint_fails_alone(lab):
     assert message.startswith("2 of 3 endpoints failed (%s, %s)" % (closed, lab["silent_endpoint"]))
 
     # Check mode, then a rerun, through one thread: nothing to change anywhere it answers.
-    endpoints, dummy_process = fanout.parse_endpoints([instance["runtime_unix"]], concurrency=1)
+    targets = fanout.parse_endpoints([instance["runtime_unix"]], concurrency=1)
+    variants = fanout.prepare_variants(targets, [{"path": path, "content": text}])
     for check_mode in (True, False):
-        instances, dummy_warnings = fanout.converge_endpoints(endpoints, requests, check_mode=check_mode,
+        instances, dummy_warnings = fanout.converge_endpoints(targets, variants, check_mode=check_mode,
                                                               concurrency=1, timeout=5)
         assert [(item["failed"], item["changed"]) for item in instances] == [(False, False)]
         assert instances[0]["certificates"][0]["action"] == "unchanged"
@@ -166,14 +206,14 @@ def test_check_mode_sends_nothing(lab):
     path = _preloaded(instance)
     before = _served(instance, path)
     dummy_leaf, text = _bundle("check.fanout.test")
-    endpoints, dummy_process = fanout.parse_endpoints([instance["runtime_operator"]])
-    requests = prepare_requests([{"path": path, "content": text}], "x")
-    instances, dummy_warnings = fanout.converge_endpoints(endpoints, requests, check_mode=True, timeout=5)
+    targets = fanout.parse_endpoints([instance["runtime_operator"]])
+    variants = fanout.prepare_variants(targets, [{"path": path, "content": text}])
+    instances, dummy_warnings = fanout.converge_endpoints(targets, variants, check_mode=True, timeout=5)
     assert instances[0]["failed"] is False and instances[0]["changed"] is True
     assert instances[0]["certificates"][0]["action"] == "updated"
     assert instances[0]["certificates"][0]["before"]["fingerprint"] == before.fingerprint
     assert _served(instance, path).fingerprint == before.fingerprint
     # A real run on an operator socket fails before any change, naming the level it needs.
-    instances, dummy_warnings = fanout.converge_endpoints(endpoints, requests, timeout=5)
+    instances, dummy_warnings = fanout.converge_endpoints(targets, variants, timeout=5)
     assert instances[0]["failed"] is True and "level admin" in instances[0]["msg"]
     assert _served(instance, path).fingerprint == before.fingerprint
