@@ -35,15 +35,8 @@ from ansible_collections.ingress.haproxy.plugins.module_utils._ssl_cert_converge
 DEFAULT_CONCURRENCY = 16
 
 
-class FanoutError(Exception):
+class FanoutError(ConvergeError):
     """The list of endpoints (or how to reach them) is unusable; nothing was sent anywhere."""
-
-    def __init__(self, message):
-        super().__init__(message)
-        self.message = message
-
-    def __str__(self):
-        return self.message
 
 
 def describe_endpoints(endpoints, limit=5):
@@ -118,9 +111,9 @@ def parse_endpoints(entries, process=None, concurrency=DEFAULT_CONCURRENCY):
             raise FanoutError("%s is empty; nothing was sent" % where)
         try:
             endpoint = api.parse_endpoint(text)
-            entry_process = entry.get("process")
-            target_process = default_process if entry_process in (None, "") else api.check_process(entry_process,
-                                                                                                  endpoint=text)
+            target_process = default_process
+            if entry.get("process") not in (None, ""):
+                target_process = api.check_process(entry["process"], endpoint=text)
         except api.RuntimeApiError as exc:
             raise FanoutError("%s (%s): %s; nothing was sent" % (where, text, exc))
         target = Target(endpoint, target_process, _optional_word(entry, "cert_dir", where),

@@ -80,6 +80,7 @@ options:
       - The socket is reached from the host the module runs on.
       - Exactly one of O(endpoint) and O(endpoints) is required.
     type: str
+    required: false
   endpoints:
     description:
       - The Runtime APIs of many HAProxy processes. The same certificates are converged on every one of them, in
@@ -440,7 +441,7 @@ def _converge_many(module):
         _check_bufsize(params, fanout.describe_endpoints(targets))
         variants = fanout.prepare_variants(targets, items_from_params(params), bufsize=params["tune_bufsize"],
                                            allow_expired=params["allow_expired"])
-    except (fanout.FanoutError, ConvergeError) as exc:
+    except ConvergeError as exc:
         module.fail_json(msg=exc.message, instances=[], changed=False)
         return
     instances, warnings = fanout.converge_endpoints(

@@ -136,8 +136,8 @@ def test_failure_message_and_diff():
     updated = dict(unchanged, action="updated", changed=True, after={"serial": "02"})
     instances = [
         {"endpoint": "h1:1", "failed": False, "changed": True, "certificates": [updated]},
-        {"endpoint": "h2:1", "failed": True, "changed": False, "certificates": [], "msg": "certificate /c/a.pem on "
-                                                                                        "h2:1: refused"},
+        {"endpoint": "h2:1", "failed": True, "changed": False, "certificates": [],
+         "msg": "certificate /c/a.pem on h2:1: refused"},
         {"endpoint": "h3:1", "failed": False, "changed": False, "certificates": [unchanged]},
     ]
     assert fanout.failure_message(instances) == (
