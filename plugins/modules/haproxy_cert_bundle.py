@@ -50,8 +50,91 @@ options:
       - Path of the bundle to write, the file HAProxy loads with C(crt).
       - Its directory must exist.
       - When O(dest) is a symbolic link, the file it points to is written.
+      - Required unless O(bundles) is given; mutually exclusive with O(bundles).
     type: path
-    required: true
+  bundles:
+    description:
+      - Build many bundles in one call, instead of one per O(dest).
+      - Every entry is read and validated before any file is written. When any entry is invalid the module fails,
+        naming each invalid entry by its index, its O(bundles[].dest) and the reason (also returned as RV(errors)),
+        and writes nothing at all. Then each bundle is written as the single form writes it.
+      - The other options of this module, given at the top level, are defaults for every entry. An entry that names
+        any source (O(bundles[].certbot_live), O(bundles[].certificate), ...) uses only its own sources; an entry
+        without a source uses the top-level sources.
+      - Mutually exclusive with O(dest).
+    type: list
+    elements: dict
+    suboptions:
+      dest:
+        description:
+          - Path of this bundle, as O(dest). Two entries may not write the same file.
+        type: path
+        required: true
+      certbot_live:
+        description:
+          - As O(certbot_live).
+        type: path
+      tls_secret_dir:
+        description:
+          - As O(tls_secret_dir).
+        type: path
+      certificate:
+        description:
+          - As O(certificate).
+        type: path
+      chain:
+        description:
+          - As O(chain).
+        type: path
+      fullchain:
+        description:
+          - As O(fullchain).
+        type: path
+      privatekey:
+        description:
+          - As O(privatekey).
+        type: path
+      certificate_content:
+        description:
+          - As O(certificate_content). Never logged.
+        type: str
+      chain_content:
+        description:
+          - As O(chain_content). Never logged.
+        type: str
+      fullchain_content:
+        description:
+          - As O(fullchain_content). Never logged.
+        type: str
+      privatekey_content:
+        description:
+          - As O(privatekey_content). Never logged.
+        type: str
+      privatekey_passphrase:
+        description:
+          - As O(privatekey_passphrase). Never logged.
+          - Defaults to the top-level O(privatekey_passphrase).
+        type: str
+      allow_expired:
+        description:
+          - As O(allow_expired). Defaults to the top-level O(allow_expired).
+        type: bool
+      mode:
+        description:
+          - As O(mode). Defaults to the top-level O(mode).
+        type: raw
+      owner:
+        description:
+          - As O(owner). Defaults to the top-level O(owner).
+        type: str
+      group:
+        description:
+          - As O(group). Defaults to the top-level O(group).
+        type: str
+      backup:
+        description:
+          - As O(backup). Defaults to the top-level O(backup).
+        type: bool
   certbot_live:
     description:
       - A certbot C(live/NAME) directory. Its C(fullchain.pem) and C(privkey.pem) (symbolic links into C(archive/))
@@ -177,6 +260,24 @@ EXAMPLES = r"""
     dest: /etc/haproxy/certs/www.example.com.pem
     backup: true
 
+- name: Bundle every certificate certbot keeps, in one call (nothing is written unless all of them are valid)
+  ingress.haproxy.haproxy_cert_bundle:
+    bundles:
+      - certbot_live: /etc/letsencrypt/live/www.example.com
+        dest: /etc/haproxy/certs/www.example.com.pem
+      - certbot_live: /etc/letsencrypt/live/api.example.com
+        dest: /etc/haproxy/certs/api.example.com.pem
+      - tls_secret_dir: /var/run/secrets/tls/shop-example-com
+        dest: /etc/haproxy/certs/shop.example.com.pem
+        mode: "0600"
+    group: haproxy
+    mode: "0640"
+  register: bundles
+
+- name: Say what changed
+  ansible.builtin.debug:
+    msg: "{{ bundles.bundles | selectattr('changed') | map(attribute='dest') | list }}"
+
 - name: Bundle strings, for example from a vault
   ingress.haproxy.haproxy_cert_bundle:
     fullchain_content: "{{ lookup('ansible.builtin.file', 'files/www.example.com/fullchain.pem') }}"
@@ -187,58 +288,58 @@ EXAMPLES = r"""
 RETURN = r"""
 dest:
   description: The bundle's path (the file written, when O(dest) is a symbolic link).
-  returned: success
+  returned: success, without O(bundles)
   type: str
   sample: /etc/haproxy/certs/www.example.com.pem
 serial:
   description: Serial of the leaf as HAProxy's C(show ssl cert) prints it (uppercase hex, whole bytes).
-  returned: success
+  returned: success, without O(bundles)
   type: str
   sample: 03A1B2C3D4E5F60718293A4B5C6D7E8F9012
 fingerprint:
   description: SHA1 fingerprint of the leaf (uppercase hex, no separators), as HAProxy prints it.
-  returned: success
+  returned: success, without O(bundles)
   type: str
   sample: 0F7E1C2A9FE27897F1A4A16AC71B6DAB6C18D2E8
 not_before:
   description: Start of the leaf's validity (UTC, ISO 8601).
-  returned: success
+  returned: success, without O(bundles)
   type: str
   sample: "2026-11-27T08:00:00Z"
 not_after:
   description: End of the leaf's validity (UTC, ISO 8601).
-  returned: success
+  returned: success, without O(bundles)
   type: str
   sample: "2027-02-25T08:00:00Z"
 days_left:
   description: Whole days until RV(not_after); negative once expired.
-  returned: success
+  returned: success, without O(bundles)
   type: int
   sample: 89
 names:
   description: DNS names of the leaf (subjectAltName), sorted.
-  returned: success
+  returned: success, without O(bundles)
   type: list
   elements: str
   sample: [example.com, www.example.com]
 subject:
   description: Subject of the leaf in OpenSSL's one-line form, as HAProxy prints it.
-  returned: success
+  returned: success, without O(bundles)
   type: str
   sample: /CN=www.example.com
 issuer:
   description: Issuer of the leaf in OpenSSL's one-line form.
-  returned: success
+  returned: success, without O(bundles)
   type: str
   sample: /C=US/O=Let's Encrypt/CN=R11
 key_type:
   description: Key type of the leaf (C(RSA), C(EC), C(DSA), C(Ed25519) or C(Ed448)).
-  returned: success
+  returned: success, without O(bundles)
   type: str
   sample: EC
 chain:
   description: Subjects of the intermediate certificates written after the leaf, in order.
-  returned: success
+  returned: success, without O(bundles)
   type: list
   elements: str
   sample: [/C=US/O=Let's Encrypt/CN=R11]
@@ -247,6 +348,40 @@ backup_file:
   returned: when O(backup=true) and O(dest) was replaced
   type: str
   sample: /etc/haproxy/certs/www.example.com.pem.4242.2026-11-27@10:00:00~
+bundles:
+  description:
+    - One entry per entry of O(bundles), in the same order, each with the keys the single form returns
+      (RV(dest), C(changed), RV(serial), RV(fingerprint), RV(not_before), RV(not_after), RV(days_left), RV(names),
+      RV(subject), RV(issuer), RV(key_type), RV(chain), and RV(backup_file) when a backup was made).
+    - When writing one bundle fails (after all were validated), the module fails and returns the entries written
+      before it.
+  returned: when O(bundles) is given
+  type: list
+  elements: dict
+  sample:
+    - dest: /etc/haproxy/certs/www.example.com.pem
+      changed: true
+      serial: 03A1B2C3D4E5F60718293A4B5C6D7E8F9012
+      fingerprint: 0F7E1C2A9FE27897F1A4A16AC71B6DAB6C18D2E8
+      not_before: "2026-11-27T08:00:00Z"
+      not_after: "2027-02-25T08:00:00Z"
+      days_left: 89
+      names: [example.com, www.example.com]
+      subject: /CN=www.example.com
+      issuer: /C=US/O=Let's Encrypt/CN=R11
+      key_type: EC
+      chain: [/C=US/O=Let's Encrypt/CN=R11]
+errors:
+  description:
+    - The invalid entries of O(bundles) (the module fails and writes nothing), each with C(index) (from 0),
+      C(dest) and C(msg) (the reason, as the single form would give it).
+  returned: failure, when entries of O(bundles) are invalid
+  type: list
+  elements: dict
+  sample:
+    - index: 1
+      dest: /etc/haproxy/certs/api.example.com.pem
+      msg: "/etc/letsencrypt/live/api.example.com/privkey.pem: no such file"
 """
 
 import grp
@@ -277,6 +412,32 @@ LAYOUTS = {
     "tls_secret_dir": ("tls.crt", "tls.key"),
 }
 DIFF_KEYS = ("serial", "fingerprint", "not_after", "names")
+CONTENT_OPTIONS = tuple(option + "_content" for option in FILE_OPTIONS)
+SINGLE_SOURCES = FILE_OPTIONS + CONTENT_OPTIONS
+SOURCE_OPTIONS = tuple(LAYOUTS) + SINGLE_SOURCES
+# One of these must be given: they bring the leaf.
+LEAF_OPTIONS = ("certbot_live", "tls_secret_dir", "certificate", "fullchain", "certificate_content", "fullchain_content")
+SETTING_OPTIONS = ("privatekey_passphrase", "allow_expired", "mode", "owner", "group", "backup")
+# Every per-bundle option, without defaults: an entry of bundles that leaves one out takes the top-level value.
+BUNDLE_OPTIONS = dict(
+    certbot_live=dict(type="path"),
+    tls_secret_dir=dict(type="path"),
+    certificate=dict(type="path"),
+    chain=dict(type="path"),
+    fullchain=dict(type="path"),
+    privatekey=dict(type="path"),
+    certificate_content=dict(type="str", no_log=True),
+    chain_content=dict(type="str", no_log=True),
+    fullchain_content=dict(type="str", no_log=True),
+    privatekey_content=dict(type="str", no_log=True),
+    privatekey_passphrase=dict(type="str", no_log=True),
+    allow_expired=dict(type="bool"),
+    mode=dict(type="raw"),
+    owner=dict(type="str"),
+    group=dict(type="str"),
+    backup=dict(type="bool"),
+)
+TOP_LEVEL_DEFAULTS = dict(allow_expired=False, mode="0600", backup=False)
 
 
 class DestinationError(PemError):
@@ -432,97 +593,189 @@ def backup_copy(path: str, data: bytes) -> str:
     return name
 
 
-def converge_attributes(module: AnsibleModule, path: str, mode: int, changed: bool, diff: dict) -> bool:
+def converge_attributes(module: AnsibleModule, path: str, params: dict, mode: int, diff: dict) -> bool:
     """Mode, owner and group of an unchanged file (honours check mode, records the diff)."""
-    changed = module.set_owner_if_different(path, module.params["owner"], changed, diff)
-    changed = module.set_group_if_different(path, module.params["group"], changed, diff)
+    changed = module.set_owner_if_different(path, params["owner"], False, diff)
+    changed = module.set_group_if_different(path, params["group"], changed, diff)
     return module.set_mode_if_different(path, mode, changed, diff)
 
 
-def run(module: AnsibleModule) -> dict:
-    params = module.params
+class BundlesError(PemError):
+    """One or more entries of bundles are invalid; nothing was written. errors: index, dest and reason of each."""
+
+    def __init__(self, message: str, errors: list[dict]):
+        super().__init__(message)
+        self.errors = errors
+
+
+class BundleWriteError(PemError):
+    """Writing one entry of bundles failed after every entry was validated; results: the entries done before."""
+
+    def __init__(self, message: str, results: list[dict]):
+        super().__init__(message)
+        self.results = results
+
+
+def check_sources(params: dict) -> None:
+    """The source rules AnsibleModule enforces for the single form, for one merged entry of bundles."""
+    given = [option for option in SOURCE_OPTIONS if params[option]]
+    layouts = [option for option in LAYOUTS if params[option]]
+    if len(layouts) > 1 or (layouts and len(given) > 1):
+        raise PemError("parameters are mutually exclusive: %s" % "|".join(given))
+    for option in FILE_OPTIONS:
+        if params[option] and params[option + "_content"]:
+            raise PemError("parameters are mutually exclusive: %s|%s_content" % (option, option))
+    if not any(params[option] for option in LEAF_OPTIONS):
+        raise PemError("no certificate source: one of %s is required" % ", ".join(LEAF_OPTIONS))
+
+
+def entry_params(defaults: dict, entry: dict) -> dict:
+    """One entry of bundles with the top-level values filled in.
+
+    The sources come from the entry when it names any, else from the top level
+    (mixing them would build a bundle from two places); every other option the
+    entry leaves out takes the top-level value.
+    """
+    params = {option: entry[option] for option in SOURCE_OPTIONS}
+    if not any(params.values()):
+        params = {option: defaults[option] for option in SOURCE_OPTIONS}
+    for option in SETTING_OPTIONS:
+        params[option] = defaults[option] if entry[option] is None else entry[option]
+    params["dest"] = entry["dest"]
+    check_sources(params)
+    return params
+
+
+def plan_bundle(params: dict) -> dict:
+    """Read and validate every input of one bundle and compare it with dest; writes nothing."""
     mode = parse_mode(params["mode"])
     uid = resolve_owner(params["owner"])
     gid = resolve_group(params["group"])
     path = resolve_dest(params["dest"])
-
     bundle = build_bundle(
         collect_sources(params),
         passphrase=params["privatekey_passphrase"],
         allow_expired=params["allow_expired"],
     )
-    new = bundle.to_pem().encode("ascii")
-    old = read_dest(path)
-
     summary = bundle.summary.as_dict()
-    diff = {
-        "before_header": path,
-        "after_header": path,
-        "before": summary_for_diff(old, path),
-        "after": {key: summary[key] for key in DIFF_KEYS},
-    }
-    result = dict(summary, dest=path, chain=[item.subject for item in bundle.chain_summaries], changed=False)
+    old = read_dest(path)
+    return dict(
+        params=params, path=path, mode=mode, uid=uid, gid=gid, old=old, new=bundle.to_pem().encode("ascii"),
+        summary=summary, chain=[item.subject for item in bundle.chain_summaries],
+        diff={
+            "before_header": path,
+            "after_header": path,
+            "before": summary_for_diff(old, path),
+            "after": {key: summary[key] for key in DIFF_KEYS},
+        },
+    )
 
-    if old == new:
-        result["changed"] = converge_attributes(module, path, mode, False, diff)
-    else:
-        result["changed"] = True
-        if old is not None:
-            old_mode = os.stat(path).st_mode & 0o7777
-            if old_mode != mode:
-                diff["before"]["mode"] = "0%03o" % old_mode
-                diff["after"]["mode"] = "0%03o" % mode
-        if not module.check_mode:
-            if old is not None:
-                status = os.stat(path)
-                # A replaced file keeps its owner and group unless told otherwise.
-                uid = status.st_uid if uid == -1 else uid
-                gid = status.st_gid if gid == -1 else gid
-                if params["backup"]:
-                    result["backup_file"] = backup_copy(path, old)
-            write_atomically(path, new, mode, uid, gid)
+
+def apply_plan(module: AnsibleModule, plan: dict) -> dict:
+    """Write one validated bundle (unless it is already there or in check mode); its result and diff."""
+    path, mode, old, diff = plan["path"], plan["mode"], plan["old"], plan["diff"]
+    result = dict(plan["summary"], dest=path, chain=plan["chain"], changed=False)
+    if old == plan["new"]:
+        result["changed"] = converge_attributes(module, path, plan["params"], mode, diff)
+        return result
+    result["changed"] = True
+    uid, gid = plan["uid"], plan["gid"]
+    if old is not None:
+        status = os.stat(path)
+        if status.st_mode & 0o7777 != mode:
+            diff["before"]["mode"] = "0%03o" % (status.st_mode & 0o7777)
+            diff["after"]["mode"] = "0%03o" % mode
+        # A replaced file keeps its owner and group unless told otherwise.
+        uid = status.st_uid if uid == -1 else uid
+        gid = status.st_gid if gid == -1 else gid
+    if not module.check_mode:
+        if old is not None and plan["params"]["backup"]:
+            result["backup_file"] = backup_copy(path, old)
+        write_atomically(path, plan["new"], mode, uid, gid)
+    return result
+
+
+def plan_bundles(defaults: dict, entries: list[dict]) -> list[dict]:
+    """Validate every entry of bundles before any is written; all errors at once, naming index and dest."""
+    plans, errors, seen = [], [], {}
+    for index, entry in enumerate(entries):
+        try:
+            plan = plan_bundle(entry_params(defaults, entry))
+            target = os.path.realpath(plan["path"])
+            if target in seen:
+                raise PemError("it writes the same file as bundles[%d] (%s)" % (seen[target], target))
+            seen[target] = index
+            plans.append(plan)
+        except PemError as exc:
+            errors.append({"index": index, "dest": entry["dest"], "msg": str(exc)})
+    if errors:
+        raise BundlesError(
+            "%d of %d bundles invalid, nothing was written: %s" % (
+                len(errors), len(entries),
+                "; ".join("bundles[%d] (dest %s): %s" % (error["index"], error["dest"], error["msg"]) for error in errors)),
+            errors)
+    return plans
+
+
+def run_bundles(module: AnsibleModule) -> dict:
+    """The list form: every bundle validated first, then each written as the single form writes it."""
+    plans = plan_bundles(module.params, module.params["bundles"])
+    results = []
+    for index, plan in enumerate(plans):
+        try:
+            results.append(apply_plan(module, plan))
+        except PemError as exc:
+            raise BundleWriteError("bundles[%d] (dest %s): %s" % (index, plan["params"]["dest"], exc), results)
+    result = dict(changed=any(item["changed"] for item in results), bundles=results)
     if module._diff:
-        result["diff"] = diff
+        result["diff"] = [plan["diff"] for plan in plans]
+    return result
+
+
+def run(module: AnsibleModule) -> dict:
+    if module.params["bundles"] is not None:
+        return run_bundles(module)
+    plan = plan_bundle(module.params)
+    result = apply_plan(module, plan)
+    if module._diff:
+        result["diff"] = plan["diff"]
     return result
 
 
 def main() -> None:
-    content_options = [option + "_content" for option in FILE_OPTIONS]
-    single_sources = list(FILE_OPTIONS) + content_options
     module = AnsibleModule(
         argument_spec=dict(
-            dest=dict(type="path", required=True),
-            certbot_live=dict(type="path"),
-            tls_secret_dir=dict(type="path"),
-            certificate=dict(type="path"),
-            chain=dict(type="path"),
-            fullchain=dict(type="path"),
-            privatekey=dict(type="path"),
-            certificate_content=dict(type="str", no_log=True),
-            chain_content=dict(type="str", no_log=True),
-            fullchain_content=dict(type="str", no_log=True),
-            privatekey_content=dict(type="str", no_log=True),
-            privatekey_passphrase=dict(type="str", no_log=True),
-            allow_expired=dict(type="bool", default=False),
-            mode=dict(type="raw", default="0600"),
-            owner=dict(type="str"),
-            group=dict(type="str"),
-            backup=dict(type="bool", default=False),
+            dest=dict(type="path"),
+            bundles=dict(type="list", elements="dict", options=dict(
+                {option: dict(spec) for option, spec in BUNDLE_OPTIONS.items()},
+                dest=dict(type="path", required=True),
+            )),
+            **{option: dict(spec, **({"default": TOP_LEVEL_DEFAULTS[option]} if option in TOP_LEVEL_DEFAULTS else {}))
+               for option, spec in BUNDLE_OPTIONS.items()}
         ),
         mutually_exclusive=(
-            [("certbot_live", "tls_secret_dir")]
-            + [(layout, option) for layout in LAYOUTS for option in single_sources]
+            [("dest", "bundles"), ("certbot_live", "tls_secret_dir")]
+            + [(layout, option) for layout in LAYOUTS for option in SINGLE_SOURCES]
             + [(option, option + "_content") for option in FILE_OPTIONS]
         ),
-        required_one_of=[["certbot_live", "tls_secret_dir", "certificate", "fullchain", "certificate_content", "fullchain_content"]],
+        required_one_of=[["dest", "bundles"]],
         supports_check_mode=True,
     )
     if not HAS_CRYPTOGRAPHY:
         module.fail_json(msg=missing_required_lib(CRYPTOGRAPHY_REQUIREMENT), exception=CRYPTOGRAPHY_IMPORT_ERROR)
+    failure = None
     try:
+        if module.params["dest"] is not None and not any(module.params[option] for option in LEAF_OPTIONS):
+            raise PemError("one of the following is required: %s" % ", ".join(LEAF_OPTIONS))
         result = run(module)
+    except BundlesError as exc:
+        failure = dict(msg=str(exc), errors=exc.errors)
+    except BundleWriteError as exc:
+        failure = dict(msg=str(exc), bundles=exc.results, changed=any(item["changed"] for item in exc.results))
     except PemError as exc:
-        module.fail_json(msg=str(exc))
+        failure = dict(msg=str(exc))
+    if failure is not None:
+        module.fail_json(**failure)
     module.exit_json(**result)
 
 
