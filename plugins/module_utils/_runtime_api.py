@@ -18,7 +18,7 @@ read in order (HAProxy answers each up to the prompt before it reads the
 next command). ``show_ssl_certs`` and ``replace_ssl_cert`` (set + commit in
 one write) build on it and check every reply as the one-command methods do.
 
-No Ansible import and no subprocess: plain sockets only.
+No Ansible import and no helper process: plain sockets only.
 """
 
 from __future__ import annotations
