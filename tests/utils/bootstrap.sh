@@ -34,30 +34,23 @@ find_python312() {
     return 1
 }
 
-stamp=$venv/.bootstrap-$(sha256sum "$root/requirements-dev.txt" | cut -c1-16)
-if [ ! -e "$stamp" ]; then
+# A venv built from a requirements file, rebuilt only when that file changes.
+ensure_venv() {
+    local dir=$1 requirements=$2 stamp python
+    stamp=$dir/.bootstrap-$(sha256sum "$requirements" | cut -c1-16)
+    [ -e "$stamp" ] && return 0
     python=$(find_python312) || { echo "bootstrap: Python 3.12 not found" >&2; exit 1; }
-    echo "bootstrap: creating $venv with $python"
-    "$python" -m venv "$venv"
-    "$venv/bin/pip" install -q --disable-pip-version-check --upgrade pip
-    "$venv/bin/pip" install -q --disable-pip-version-check -r "$root/requirements-dev.txt"
-    rm -f "$venv"/.bootstrap-*
+    echo "bootstrap: creating $dir from $requirements with $python"
+    "$python" -m venv "$dir"
+    "$dir/bin/pip" install -q --disable-pip-version-check --upgrade pip
+    "$dir/bin/pip" install -q --disable-pip-version-check -r "$requirements"
+    rm -f "$dir"/.bootstrap-*
     touch "$stamp"
-fi
+}
 
+ensure_venv "$venv" "$root/requirements-dev.txt"
 # ansible-rulebook pins its own dependencies: it gets a venv of its own.
-eda_venv=${EDA_VENV:-$root/.venv-eda}
-eda_requirements=$root/tests/integration/targets/eda_push_on_change/requirements-eda.txt
-eda_stamp=$eda_venv/.bootstrap-$(sha256sum "$eda_requirements" | cut -c1-16)
-if [ ! -e "$eda_stamp" ]; then
-    python=$(find_python312) || { echo "bootstrap: Python 3.12 not found" >&2; exit 1; }
-    echo "bootstrap: creating $eda_venv (ansible-rulebook)"
-    "$python" -m venv "$eda_venv"
-    "$eda_venv/bin/pip" install -q --disable-pip-version-check --upgrade pip
-    "$eda_venv/bin/pip" install -q --disable-pip-version-check -r "$eda_requirements"
-    rm -f "$eda_venv"/.bootstrap-*
-    touch "$eda_stamp"
-fi
+ensure_venv "${EDA_VENV:-$root/.venv-eda}" "$root/tests/integration/targets/eda_push_on_change/requirements-eda.txt"
 
 # ansible-test --venv downloads get-pip from a host this machine cannot reach;
 # the stand-in installs the same packages with the interpreter's own ensurepip.
