@@ -21,13 +21,18 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.p
 LAB_DIR = os.path.join(REPO_ROOT, 'tests', 'lab')
 
 
-def lab_class():
-    """The lab's ``Lab`` (tests/lab is not a package on sys.path by default)."""
+def lab_package():
+    """The lab's package ``ingress_lab`` (tests/lab is not on sys.path by default)."""
     if LAB_DIR not in sys.path:
         sys.path.insert(0, LAB_DIR)
     # pylint: disable-next=import-outside-toplevel
-    from ingress_lab import Lab
-    return Lab
+    import ingress_lab
+    return ingress_lab
+
+
+def lab_class():
+    """The lab's ``Lab``."""
+    return lab_package().Lab
 
 
 @dataclasses.dataclass

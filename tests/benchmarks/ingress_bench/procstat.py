@@ -28,18 +28,15 @@ import os
 import threading
 import time
 
+from .context import lab_package
+
 CLOCK_TICKS = os.sysconf('SC_CLK_TCK')
 PAGE_SIZE = os.sysconf('SC_PAGE_SIZE')
 
 
 def _stat_fields(pid: int) -> list[str] | None:
     """Fields of /proc/PID/stat after the command name: index 0 is field 3 (state)."""
-    try:
-        with open(f'/proc/{pid}/stat', encoding='ascii', errors='replace') as stat_file:
-            text = stat_file.read()
-    except OSError:
-        return None
-    return text[text.rindex(')') + 2:].split()
+    return lab_package().read_proc_stat(pid)
 
 
 def children(pid: int) -> list[int]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from ._errors import LabError
 from ._lab import DEFAULT_ROOT, Lab, find_labs, load_state, stop_all, stop_lab
+from ._process import read_proc_stat
 from ._runtime import runtime_command
 from ._served import served
 
@@ -21,6 +22,7 @@ __all__ = [
     'LabError',
     'find_labs',
     'load_state',
+    'read_proc_stat',
     'runtime_command',
     'served',
     'stop_all',

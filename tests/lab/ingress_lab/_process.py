@@ -66,7 +66,7 @@ def free_port_on_all(addresses: list[str]) -> int:
     raise OSError(f'no TCP port free on all of {", ".join(addresses)}')
 
 
-def _read_stat(pid: int) -> list[str] | None:
+def read_proc_stat(pid: int) -> list[str] | None:
     """Fields of /proc/PID/stat after the command name (index 0 is the state), or None."""
     try:
         with open(f'/proc/{pid}/stat', encoding='ascii', errors='replace') as stat_file:
@@ -77,7 +77,7 @@ def _read_stat(pid: int) -> list[str] | None:
 
 
 def _start_time(pid: int) -> int | None:
-    fields = _read_stat(pid)
+    fields = read_proc_stat(pid)
     # Field 22 of stat(5), "starttime", counted after the ")" that ends field 2.
     return int(fields[19]) if fields else None
 
@@ -97,7 +97,7 @@ def is_running(pid: int) -> bool:
     if child is not None and child.poll() is not None:
         del _CHILDREN[pid]
         return False
-    fields = _read_stat(pid)
+    fields = read_proc_stat(pid)
     return fields is not None and fields[0] not in ('Z', 'X')
 
 
@@ -128,7 +128,7 @@ def _group_members(daemon: Daemon, marker: str) -> list[int]:
         if not entry.isdigit():
             continue
         pid = int(entry)
-        fields = _read_stat(pid)
+        fields = read_proc_stat(pid)
         if (fields and int(fields[2]) == daemon.pid and fields[0] not in ('Z', 'X')
                 and _matches(pid, daemon.argv[0], marker)):
             members.append(pid)
