@@ -20,6 +20,9 @@ COLL_ROOT   := $(WORK)/collections
 COLL        := $(COLL_ROOT)/ansible_collections/ingress/haproxy
 DIST        := $(WORK)/dist
 INSTALLED   := $(WORK)/installed
+# Where unit tests start their labs: tests/unit/plugins/module_utils/conftest.py
+# derives the same name from the collection's path.
+UNIT_LAB_ROOT := /tmp/ingress-lab-$(shell printf %s '$(COLL)' | sha256sum | cut -c1-8)
 export ANSIBLE_COLLECTIONS_PATH := $(COLL_ROOT)
 export PATH := $(BIN):$(PATH)
 
@@ -57,11 +60,11 @@ sanity: collection
 	cd $(COLL) && ansible-test sanity --venv --python 3.12 --color no
 
 # Some unit tests talk to a real HAProxy: each starts its own lab under
-# /tmp/ingress-lab (ansible-test passes no environment through); the reaper
-# stops whatever a crashed test left there.
+# $(UNIT_LAB_ROOT) (ansible-test passes no environment through); the reaper
+# stops whatever a crashed test left there, and only there.
 units: collection
 	cd $(COLL) && { rc=0; ansible-test units --local --python 3.12 --color no $(UNITS) || rc=$$?; \
-		$(PY) tests/lab/lab.py stop-all --root /tmp/ingress-lab >/dev/null || true; exit $$rc; }
+		$(PY) tests/lab/lab.py stop-all --root $(UNIT_LAB_ROOT) >/dev/null || true; exit $$rc; }
 
 # The lab's own tests: it starts every daemon and stops exactly what it started.
 lab-selftest: collection

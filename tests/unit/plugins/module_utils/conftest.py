@@ -7,12 +7,18 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import sys
 
 import pytest
 
 LAB_DIR = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "lab"))
+COLLECTION_DIR = os.path.normpath(os.path.join(LAB_DIR, "..", ".."))
+# One root per checkout (ansible-test passes no environment through): `make units` reaps this
+# root afterwards and must not stop the labs of another checkout's test run. The Makefile
+# computes the same name (UNIT_LAB_ROOT).
+LAB_ROOT = "/tmp/ingress-lab-" + hashlib.sha256(COLLECTION_DIR.encode()).hexdigest()[:8]
 
 
 # Function scope on purpose: ansible-test runs each test in a forked child, where a module-scoped
@@ -27,6 +33,6 @@ def start_lab():
         sys.path.remove(LAB_DIR)
     with contextlib.ExitStack() as stack:
         def start(preload):
-            lab = Lab(os.environ.get("INGRESS_LAB_ROOT", "/tmp/ingress-lab"), instances=1, preload=preload)
+            lab = Lab(os.environ.get("INGRESS_LAB_ROOT", LAB_ROOT), instances=1, preload=preload)
             return stack.enter_context(lab).state
         yield start
