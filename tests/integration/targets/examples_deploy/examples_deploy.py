@@ -44,7 +44,9 @@ import yaml
 HERE = os.path.dirname(os.path.abspath(__file__))
 # The rulebook runner and its helpers live with the rulebook's own end-to-end test.
 sys.path.insert(0, os.path.join(HERE, "..", "eda_push_on_change"))
-from eda_e2e import Failure, check, find_rulebook, java_home, load_config, playbook_recaps  # noqa: E402  pylint: disable=import-error,wrong-import-position
+from eda_e2e import (  # noqa: E402  pylint: disable=import-error,wrong-import-position
+    Failure, Rulebook, check, find_rulebook, java_home, load_config, playbook_recaps, wait_for_recaps,
+)
 
 SERVERNAME_DOMAIN = "lab.test"
 RUN_TIMEOUT = 300
@@ -209,7 +211,7 @@ def served_serials(lab_state: dict, servername: str, names: list[str] | None = N
     }
 
 
-def wait_until_served(lab_state: dict, servername: str, serial: str, watcher: Watcher, names: list[str] | None = None, timeout: float = 120) -> float:
+def wait_until_served(lab_state: dict, servername: str, serial: str, watcher: Rulebook, names: list[str] | None = None, timeout: float = 120) -> float:
     started = time.monotonic()
     seen: dict[str, str] = {}
     while time.monotonic() - started < timeout:
@@ -221,10 +223,10 @@ def wait_until_served(lab_state: dict, servername: str, serial: str, watcher: Wa
     raise Failure(f"after {timeout} s the instances serve {seen}, expected {serial}\n{watcher.tail()}")
 
 
-class Watcher:
-    """The certificates-watch service's command (ansible-rulebook), in its own session."""
+class Watcher(Rulebook):
+    """The certificates-watch service's own command line (not the one Rulebook builds), in its own session."""
 
-    def __init__(self, command: list[str], environment: dict, work: str):
+    def __init__(self, command: list[str], environment: dict, work: str):  # pylint: disable=super-init-not-called
         self.command, self.environment, self.work = command, environment, work
         self.log_path = os.path.join(work, "certificates-watch.log")
         self.process: subprocess.Popen | None = None
@@ -236,37 +238,6 @@ class Watcher:
                 self.command, stdout=output, stderr=subprocess.STDOUT, env={**os.environ, **self.environment}, cwd=self.work, start_new_session=True
             )
         return self
-
-    def __exit__(self, *exc_info) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=10)
-
-    def output(self) -> str:
-        with open(self.log_path, encoding="utf-8", errors="replace") as handle:
-            return handle.read()
-
-    def alive(self) -> None:
-        if self.process is not None and self.process.poll() is not None:
-            raise Failure(f"ansible-rulebook exited ({self.process.returncode}):\n{self.tail()}")
-
-    def tail(self, lines: int = 80) -> str:
-        return "\n".join(self.output().splitlines()[-lines:])
-
-    def wait_for_recaps(self, count: int, timeout: float = 120) -> list[dict]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            self.alive()
-            recaps = playbook_recaps(self.output())
-            if len(recaps) >= count and recaps[count - 1]["text"]:
-                return recaps
-            time.sleep(0.5)
-        raise Failure(f"fewer than {count} pushes ended within {timeout} s\n{self.tail()}")
 
 
 # --------------------------------------------------------------------------- the examples
@@ -312,7 +283,7 @@ def swarm_case(examples: str, config: dict, lab, work: str) -> None:
         log(f"  every instance serves {first} {seconds:.1f} s after the watcher started")
         check(os.path.exists(volume_bundle), f"the bundle was not written to the shared volume ({volume_bundle})")
         check(oct(os.stat(volume_bundle).st_mode & 0o777) == oct(0o600), f"{volume_bundle} is not 0600")
-        recaps = watcher.wait_for_recaps(1)
+        recaps = wait_for_recaps(watcher, 1)
         check(recaps[0]["ok"], f"the first push failed: {recaps[0]['text']}")
 
         log("swarm 3: a renewal (README: force one) -> the watcher pushes it")
@@ -321,7 +292,7 @@ def swarm_case(examples: str, config: dict, lab, work: str) -> None:
         check(second != first, "the forced renewal kept the serial")
         seconds = wait_until_served(state, servername, second, watcher)
         log(f"  every instance serves {second} {seconds:.1f} s after the renewal")
-        recaps = watcher.wait_for_recaps(2)
+        recaps = wait_for_recaps(watcher, 2)
         check(recaps[1]["ok"], f"the push after the renewal failed: {recaps[1]['text']}")
 
         log("swarm 4: the status command shows every instance serving it")
@@ -336,7 +307,7 @@ def swarm_case(examples: str, config: dict, lab, work: str) -> None:
         third = store_serial(store, name)
         seconds = wait_until_served(state, servername, third, watcher, names=["h1", "h3"])
         log(f"  h1 and h3 serve {third} {seconds:.1f} s after the renewal")
-        recaps = watcher.wait_for_recaps(3)
+        recaps = wait_for_recaps(watcher, 3)
         check(not recaps[2]["ok"], f"the push with h2 down should fail (for h2): {recaps[2]['text']}")
         log(f"  the push reported the failure: {' '.join(recaps[2]['text'].split())}")
         watcher.alive()
@@ -391,7 +362,6 @@ def main() -> None:
     examples = os.path.normpath(os.path.join(config["ingress_lab_dir"], "..", "..", "examples"))
     os.makedirs(config["ingress_lab_root"], exist_ok=True)
     work = tempfile.mkdtemp(prefix="examples-", dir=config["ingress_lab_root"])
-    passed = False
     try:
         with Lab(config["ingress_lab_root"], instances=3, dns=True, acme=True) as lab:
             if args.case in ("all", "swarm"):
@@ -399,21 +369,18 @@ def main() -> None:
             if args.case in ("all", "kubernetes"):
                 kubernetes_case(examples, lab, work)
             secret = lab.state["dns"]["tsig"]["secret"]
-        for name in sorted(os.listdir(work)):
-            if name.endswith(".log"):
-                with open(os.path.join(work, name), encoding="utf-8", errors="replace") as handle:
-                    check(secret not in handle.read(), f"the TSIG secret appears in the output of {name[:-4]}")
-        log("the TSIG secret appears in no output")
-        passed = True
+        check_no_secret(work, secret)
     except Failure as failure:
-        print(f"FAILED: {failure}", file=sys.stderr, flush=True)
-    finally:
-        if passed:
-            shutil.rmtree(work, ignore_errors=True)
-        else:
-            print(f"kept {work} for inspection", file=sys.stderr)
-    sys.exit(0 if passed else 1)
+        sys.exit(f"FAILED: {failure}\nkept {work} for inspection")
+    shutil.rmtree(work, ignore_errors=True)
 
+
+def check_no_secret(work: str, secret: str) -> None:
+    for name in sorted(os.listdir(work)):
+        if name.endswith(".log"):
+            with open(os.path.join(work, name), encoding="utf-8", errors="replace") as handle:
+                check(secret not in handle.read(), f"the TSIG secret appears in the output of {name[:-4]}")
+    log("the TSIG secret appears in no output")
 
 if __name__ == "__main__":
     main()
