@@ -21,7 +21,7 @@ Swarm (examples/swarm/stack.yml):
   4. the README's status command shows every instance serving it;
   5. one instance down during a renewal: the others get it, the watcher lives
      on, and the restarted instance serves it from the persisted files.
-Kubernetes (examples/kubernetes/certificates.yaml):
+Kubernetes (examples/kubernetes/*.yaml, one resource per file):
   6. the CronJob's command (headless-service lookup, prefix '') issues, persists
      and pushes a new certificate: every instance serves it; a second run
      changes nothing.
@@ -318,8 +318,11 @@ def swarm_case(examples: str, config: dict, lab, work: str) -> None:
 
 
 def kubernetes_case(examples: str, lab, work: str) -> None:
-    with open(os.path.join(examples, "kubernetes", "certificates.yaml"), encoding="utf-8") as handle:
-        manifests = [doc for doc in yaml.safe_load_all(handle) if doc]
+    manifests = []
+    for name in sorted(os.listdir(os.path.join(examples, "kubernetes"))):
+        if name.endswith(".yaml"):
+            with open(os.path.join(examples, "kubernetes", name), encoding="utf-8") as handle:
+                manifests.append(yaml.safe_load(handle))
     state = lab.state
     secrets = {("certificates-tsig", "secret"): state["dns"]["tsig"]["secret"] + "\n", ("certificates-vault", "password"): "unused\n"}
     container, command, environment = cronjob_container(manifests, "certificates", os.path.join(work, "k8s-pod"), secrets)
@@ -381,6 +384,7 @@ def check_no_secret(work: str, secret: str) -> None:
             with open(os.path.join(work, name), encoding="utf-8", errors="replace") as handle:
                 check(secret not in handle.read(), f"the TSIG secret appears in the output of {name[:-4]}")
     log("the TSIG secret appears in no output")
+
 
 if __name__ == "__main__":
     main()
