@@ -260,3 +260,30 @@ def test_kubernetes_job_reads_what_it_mounts():
     assert settings["certificates_rfc2136_key_secret"] == "{{ lookup('ansible.builtin.file', '/run/secrets/tsig_secret') }}"
     assert {"name": "ANSIBLE_VAULT_PASSWORD_FILE", "value": "/run/secrets/vault_password"} in container["env"]
     assert not any(doc["kind"] == "Secret" for doc in manifests()), "secret values belong in kubectl create secret, not in the example"
+
+
+# --------------------------------------------------------------------------- the role's variables
+
+
+def example_settings() -> dict[str, dict]:
+    return {
+        "swarm": load(os.path.join(SWARM, "certificates", "inventory", "group_vars", "all.yml")),
+        "kubernetes": yaml.safe_load(find("ConfigMap", "certificates-config")["data"]["all.yml"]),
+    }
+
+
+def test_examples_set_only_variables_the_role_declares():
+    specs = load(os.path.join(ROOT, "roles", "certificates", "meta", "argument_specs.yml"))["argument_specs"]
+    declared = set(specs["main"]["options"])
+    for recipe, settings in example_settings().items():
+        unknown = sorted(set(settings) - declared)
+        assert not unknown, f"the {recipe} example sets variables the certificates role does not declare: {unknown}"
+
+
+def test_role_readme_names_every_variable_the_examples_set():
+    with open(os.path.join(ROOT, "roles", "certificates", "README.md"), encoding="utf-8") as handle:
+        readme = handle.read()
+    section = readme[readme.index("## Deploy recipes"):]
+    for recipe, settings in example_settings().items():
+        missing = sorted(name for name in settings if f"`{name}`" not in section)
+        assert not missing, f"roles/certificates/README.md (Deploy recipes) does not name what the {recipe} example sets: {missing}"
