@@ -32,7 +32,7 @@ JAVA_HOME   ?= $(shell readlink -f /usr/bin/java 2>/dev/null | sed 's:/bin/java$
 INTEGRATION_TARGETS ?=
 UNITS ?=
 
-.PHONY: help setup collection sanity units lab-selftest integration lint build test demo bench clean
+.PHONY: help setup collection sanity units lab-selftest integration lint build test demo bench clean examples
 
 help:
 	@echo "make demo    run the main job on the loopback lab"
@@ -88,8 +88,13 @@ build: collection
 		-p $(INSTALLED) $(DIST)/ingress-haproxy-*.tar.gz
 	ANSIBLE_COLLECTIONS_PATH=$(INSTALLED) tests/utils/check_installed.sh
 
-test: sanity units lab-selftest integration lint build
-	@echo "make test: 6 passed, 0 failed (sanity, units, lab-selftest, integration, lint, build)"
+# The deploy examples without a container engine: schemas, HAProxy configs,
+# wiring (their commands run against the lab in the target examples_deploy).
+examples: setup
+	$(PY) -m pytest -p no:cacheprovider tests/examples
+
+test: sanity units lab-selftest integration lint build examples
+	@echo "make test: 7 passed, 0 failed (sanity, units, lab-selftest, integration, lint, build, examples)"
 
 demo: collection
 	mkdir -p $(WORK)/lab
