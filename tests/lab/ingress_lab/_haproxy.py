@@ -12,19 +12,8 @@ import subprocess
 from ._component import Component
 from ._errors import LabError
 from ._process import free_port
-from ._roots import haproxy_argv
+from ._roots import haproxy_argv, in_root
 from ._runtime import runtime_command
-
-# Runs in a private mount namespace (unshare), so the bind mount disappears with the
-# process, however it ends: the lab's state dir appears at the same path inside the
-# root, so config, certificate and socket paths are the same inside and outside.
-# /proc is mounted for HAProxy's master, which reads /proc/self (and nothing else).
-_CHROOT_SCRIPT = (
-    'set -e; root=$1; dir=$2; shift 2; '
-    'mkdir -p "$root$dir"; mount --bind "$dir" "$root$dir"; '
-    'mount -t proc proc "$root/proc"; '
-    'exec chroot "$root" "$@"'
-)
 
 # The crt-store section of 3.2+ labs and the one certificate it loads (store.pem).
 STORE_NAME = 'lab'
@@ -201,8 +190,7 @@ class HAProxyInstance(Component):
     def argv(self) -> list[str]:
         if self.root is None:
             return self.runs()
-        return ['unshare', '--mount', '--propagation', 'private', '--',
-                'sh', '-c', _CHROOT_SCRIPT, 'lab-chroot', self.root, self.state_dir, *self.runs()]
+        return in_root(self.root, self.state_dir, self.runs())
 
     def probe(self) -> bool:
         """The worker answers ``show info`` (and, in master-worker mode, the master ``show proc``)."""

@@ -176,6 +176,27 @@ def ensure_root(build: Build) -> str | None:
     return root
 
 
+# Runs in a private mount namespace (unshare), so the bind mount disappears with the
+# process, however it ends, and no other process ever sees it: ``directory`` appears
+# at the same path inside the root, so config, certificate and socket paths are the
+# same inside and outside. /proc is mounted for HAProxy's master-worker mode.
+_CHROOT_SCRIPT = (
+    'set -e; root=$1; dir=$2; shift 2; '
+    'mkdir -p "$root$dir"; mount --bind "$dir" "$root$dir"; '
+    'mount -t proc proc "$root/proc"; '
+    'exec chroot "$root" "$@"'
+)
+
+
+def in_root(root: str, directory: str, argv: list[str]) -> list[str]:
+    """Command line that runs ``argv`` chrooted into ``root`` with ``directory`` bind-mounted.
+
+    The process keeps its PID through every exec, and ends up running ``argv``.
+    """
+    return ['unshare', '--mount', '--propagation', 'private', '--',
+            'sh', '-c', _CHROOT_SCRIPT, 'lab-chroot', root, os.path.abspath(directory), *argv]
+
+
 def haproxy_argv(root: str | None) -> list[str]:
     """The command that starts HAProxy of ``root`` (None: the host's) before its own arguments."""
     return [HOST_HAPROXY] if root is None else [CHROOT_HAPROXY]
