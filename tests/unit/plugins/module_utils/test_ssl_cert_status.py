@@ -73,14 +73,18 @@ def test_fixtures_cover_every_version():
         version_of(document) for document in CAPTURED if version_of(document) >= (3, 2)}
 
 
-@pytest.mark.parametrize("document", CAPTURED, ids=ids(CAPTURED))
-class TestCaptured:
-    """What Debian's HAProxy printed, against what cryptography reads from the same certificates."""
+class _Certificates:
+    """What cryptography reads from a fixture's certificate, in the parser's terms."""
 
     def certificate(self, document, label):
         return _pem.CertificateSummary.of(
             _pem.x509.load_pem_x509_certificate(document["certificates"][label].encode())
         )
+
+
+@pytest.mark.parametrize("document", CAPTURED, ids=ids(CAPTURED))
+class TestCaptured(_Certificates):
+    """What Debian's HAProxy printed, against what cryptography reads from the same certificates."""
 
     def test_listing(self, document):
         listing = parse_cert_list(body(document, "show_ssl_cert"))
@@ -211,13 +215,8 @@ class TestCaptured:
 
 
 @pytest.mark.parametrize("document", WITH_CRT_STORE, ids=ids(WITH_CRT_STORE))
-class TestCrtStore:
+class TestCrtStore(_Certificates):
     """A certificate loaded through a crt-store section (3.2+) is named @STORE/ALIAS."""
-
-    def certificate(self, document, label):
-        return _pem.CertificateSummary.of(
-            _pem.x509.load_pem_x509_certificate(document["certificates"][label].encode())
-        )
 
     def test_listed_by_name(self, document):
         listing = parse_cert_list(body(document, "show_ssl_cert"))
