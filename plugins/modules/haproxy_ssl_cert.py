@@ -111,7 +111,7 @@ options:
       - A certificate a C(crt-store) section loads (HAProxy 3.2 and later) is named C(@STORE/NAME); it is updated
         (also in check mode, with diff, split in two above O(tune_bufsize)) like a file's. Creating one with
         O(state=present) does not add it to the section (HAProxy has no such command), and C(cert_dir) of
-        O(endpoints) would rewrite its name: do not use it for such names.
+        O(endpoints) would rewrite its name, so do not use it for such names.
       - Mutually exclusive with O(certificates).
     type: str
   src:
