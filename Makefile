@@ -3,6 +3,8 @@
 #   make test   set up, then every quality gate: sanity, units, integration,
 #               ansible-lint, build + install of the collection tarball
 #   make bench  set up, then the benchmarks (writes docs/benchmarks.md)
+#   make test-matrix  the HAProxy-facing integration targets on every HAProxy
+#               version, README's "Tested with" table from the results
 
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
@@ -32,12 +34,23 @@ JAVA_HOME   ?= $(shell readlink -f /usr/bin/java 2>/dev/null | sed 's:/bin/java$
 INTEGRATION_TARGETS ?=
 UNITS ?=
 
-.PHONY: help setup collection sanity units lab-selftest integration lint build test demo bench clean examples
+# Which HAProxy the labs run: 2.6 (the host's, default), 3.0, 3.2, 3.4 (Debian's,
+# from a root cached under $$INGRESS_HAPROXY_ROOTS, see tests/lab/README.md).
+HAPROXY_VERSION ?= 2.6
+export INGRESS_HAPROXY_VERSION := $(HAPROXY_VERSION)
+# The targets that talk to HAProxy the most; `make test` runs them again on 3.2,
+# `make test-matrix` on every version.
+VERSION_TARGETS := haproxy_ssl_cert haproxy_ssl_cert_info haproxy_ssl_cert_endpoints served_cert_info
+MATRIX_VERSIONS := 2.6 3.0 3.2 3.4
+
+.PHONY: help setup collection sanity units lab-selftest integration integration-3.2 lint build test test-matrix demo bench clean examples
 
 help:
 	@echo "make demo    run the main job on the loopback lab"
 	@echo "make test    run the whole test suite"
 	@echo "make bench   run the benchmarks, write docs/benchmarks.md"
+	@echo "make test-matrix  HAProxy-facing targets on 2.6, 3.0, 3.2, 3.4; README table"
+	@echo "HAPROXY_VERSION=3.2 runs the labs of any target on that version"
 
 setup:
 	@bash tests/utils/bootstrap.sh
@@ -54,7 +67,9 @@ collection: setup
 		'ingress_lab_root: $(WORK)/lab' \
 		'ingress_eda_rulebook: $(CURDIR)/.venv-eda/bin/ansible-rulebook' \
 		'ingress_java_home: $(JAVA_HOME)' \
+		"ingress_lab_haproxy: '$(HAPROXY_VERSION)'" \
 		> $(COLL)/tests/integration/integration_config.yml
+	@printf '{"haproxy": "%s"}\n' '$(HAPROXY_VERSION)' > $(COLL)/tests/unit/lab_config.json
 
 sanity: collection
 	cd $(COLL) && ansible-test sanity --venv --python 3.12 --color no
@@ -93,8 +108,30 @@ build: collection
 examples: setup
 	$(PY) -m pytest -p no:cacheprovider tests/examples
 
-test: sanity units lab-selftest integration lint build examples
-	@echo "make test: 7 passed, 0 failed (sanity, units, lab-selftest, integration, lint, build, examples)"
+# The HAProxy-facing targets again on Debian's 3.2 (a work dir of its own).
+integration-3.2:
+	$(MAKE) --no-print-directory WORK=$(WORK)/haproxy-3.2 HAPROXY_VERSION=3.2 \
+		INTEGRATION_TARGETS='$(VERSION_TARGETS)' integration
+
+test: sanity units lab-selftest integration integration-3.2 lint build examples
+	@echo "make test: 8 passed, 0 failed (sanity, units, lab-selftest, integration, integration-3.2, lint, build, examples)"
+
+# Every version, even after one fails; the results (and each pass's time) go to
+# $(WORK)/matrix/results.json and README's "Tested with" table.
+test-matrix: collection
+	rm -rf $(WORK)/matrix && mkdir -p $(WORK)/matrix
+	rc=0; for version in $(MATRIX_VERSIONS); do \
+		started=$$(date +%s); status=passed; \
+		$(MAKE) --no-print-directory WORK=$(WORK)/haproxy-$$version HAPROXY_VERSION=$$version \
+			INTEGRATION_TARGETS='$(VERSION_TARGETS)' integration \
+			> $(WORK)/matrix/$$version.log 2>&1 || { status=failed; rc=1; }; \
+		$(PY) tests/utils/tested_with.py record --results $(WORK)/matrix/results.json \
+			--version $$version --status $$status --seconds $$(( $$(date +%s) - started )) \
+			--log $(WORK)/matrix/$$version.log; \
+	done; \
+	$(PY) tests/utils/tested_with.py readme --results $(WORK)/matrix/results.json \
+		--targets '$(VERSION_TARGETS)' --readme README.md; \
+	exit $$rc
 
 demo: collection
 	mkdir -p $(WORK)/lab

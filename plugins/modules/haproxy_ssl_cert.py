@@ -108,6 +108,10 @@ options:
     description:
       - The certificate's name in HAProxy, which is the path of the file it was loaded from (as C(show ssl cert)
         lists it).
+      - A certificate a C(crt-store) section loads (HAProxy 3.2 and later) is named C(@STORE/NAME); it is updated
+        (also in check mode, with diff, split in two above O(tune_bufsize)) like a file's. Creating one with
+        O(state=present) does not add it to the section (HAProxy has no such command), and C(cert_dir) of
+        O(endpoints) would rewrite its name, so do not use it for such names.
       - Mutually exclusive with O(certificates).
     type: str
   src:

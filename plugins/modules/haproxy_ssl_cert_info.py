@@ -35,6 +35,8 @@ notes:
     operator socket RV(crt_lists) is V(null) and a warning says why.
   - For leaf keys other than RSA, EC and DSA (such as Ed25519) HAProxy prints nothing after C(Algorithm:), so
     fingerprint, subject, issuer and chain are V(null) or empty for them.
+  - Certificates a C(crt-store) section loads (HAProxy 3.2 and later) are listed and read by their C(@STORE/NAME)
+    names, like files' paths.
 seealso:
   - module: ingress.haproxy.haproxy_ssl_cert
 """

@@ -11,7 +11,9 @@ Run from the collection tree inside an ``ansible_collections`` directory with
 ANSIBLE_COLLECTIONS_PATH pointing there (``make bench`` does both). These are
 measurements, not tests: every row is compared with a baseline measured in
 the same run, and a missed target is reported, not raised. The exit status is
-non-zero only when a benchmark could not run to the end.
+non-zero only when a benchmark could not run to the end. The labs run the
+HAProxy of $INGRESS_HAPROXY_VERSION (``make bench HAPROXY_VERSION=3.2``; default
+2.6), and the report's HAProxy row says which one ran.
 """
 
 from __future__ import annotations

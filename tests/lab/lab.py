@@ -6,6 +6,7 @@
 """Command line of the loopback lab (test infrastructure, see tests/lab/README.md).
 
   lab.py start --root ROOT [--instances 3] [--dns] [--acme] [--master-worker] [--preload N]
+               [--haproxy {2.6,3.0,3.2,3.4}]
   lab.py stop --state-dir DIR            lab.py stop-all --root ROOT
   lab.py served --address A --port P --servername NAME [--ca FILE]
   lab.py runtime --endpoint E [--payload-file F] COMMAND...
@@ -24,6 +25,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 # pylint: disable-next=wrong-import-position
 from ingress_lab import DEFAULT_ROOT, Lab, LabError, find_labs, load_state, runtime_command, served, stop_all, stop_lab  # noqa: E402
+# pylint: disable-next=wrong-import-position
+from ingress_lab._roots import VERSION_ENV, known_versions  # noqa: E402
 
 
 def _positive(text: str) -> int:
@@ -41,7 +44,7 @@ def _print_json(data) -> None:
 def _start(args: argparse.Namespace) -> None:
     lab = Lab(args.root, instances=args.instances, dns=args.dns, acme=args.acme,
               master_worker=args.master_worker, preload=args.preload, bufsize=args.bufsize,
-              nbthread=args.nbthread, timeout=args.timeout)
+              nbthread=args.nbthread, timeout=args.timeout, haproxy=args.haproxy)
     _print_json(lab.start())
 
 
@@ -106,6 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
     start.add_argument('--bufsize', type=int, help='HAProxy tune.bufsize (default: HAProxy\'s 16384)')
     start.add_argument('--nbthread', type=int, help='HAProxy nbthread (default: HAProxy\'s choice)')
     start.add_argument('--timeout', type=float, default=30.0, help='start-up timeout in seconds')
+    start.add_argument('--haproxy', choices=known_versions(),
+                       help=f'HAProxy version: 2.6 the host\'s, 3.0/3.2/3.4 Debian\'s in a cached root '
+                            f'(default ${VERSION_ENV}, else 2.6)')
     start.set_defaults(func=_start)
 
     stop = commands.add_parser('stop', help='stop the lab recorded in a state dir')

@@ -8,7 +8,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 venv=${VENV:-$root/.venv}
 
-debian_packages=(haproxy bind9 bind9-utils bind9-dnsutils pebble socat systemd nghttp2-client rsync openssl git make shellcheck openjdk-17-jre-headless)
+debian_packages=(haproxy debootstrap bind9 bind9-utils bind9-dnsutils pebble socat systemd nghttp2-client rsync openssl git make shellcheck openjdk-17-jre-headless)
 missing=()
 for pkg in "${debian_packages[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

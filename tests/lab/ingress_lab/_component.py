@@ -39,6 +39,10 @@ class Component:
     def argv(self) -> list[str]:
         raise NotImplementedError
 
+    def runs(self) -> list[str]:
+        """The command line the process ends up with (differs when ``argv`` is a wrapper that execs)."""
+        return self.argv()
+
     def env(self) -> dict[str, str] | None:
         return None
 

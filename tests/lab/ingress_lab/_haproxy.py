@@ -12,24 +12,32 @@ import subprocess
 from ._component import Component
 from ._errors import LabError
 from ._process import free_port
+from ._roots import haproxy_argv, in_root
 from ._runtime import runtime_command
 
-HAPROXY = os.environ.get('INGRESS_LAB_HAPROXY', '/usr/sbin/haproxy')
+# The crt-store section of 3.2+ labs and the one certificate it loads (store.pem).
+STORE_NAME = 'lab'
+STORE_ALIAS = 'store'
+STORE_CERT_NAME = f'@{STORE_NAME}/{STORE_ALIAS}'
+STORE_SERVERNAME = 'store.lab.test'
 
 # Longest path a unix socket address can hold (sun_path, NUL included).
 _SUN_PATH_MAX = 108
 
 
-def haproxy_version(executable: str = HAPROXY) -> str:
-    """``2.6.12-1+deb12u4`` from the first line of ``haproxy -v``."""
+def haproxy_version(root: str | None = None) -> str:
+    """``2.6.12-1+deb12u4`` from the first line of ``haproxy -v`` (of the Debian ``root``, if given)."""
+    argv = haproxy_argv(root) + ['-v']
+    if root:
+        argv = ['chroot', root] + argv
     try:
-        output = subprocess.run([executable, '-v'], capture_output=True, text=True, check=True,
+        output = subprocess.run(argv, capture_output=True, text=True, check=True,
                                 timeout=10).stdout
     except (OSError, subprocess.SubprocessError) as exc:
-        raise LabError(f'cannot run {executable} -v: {exc}') from exc
+        raise LabError(f'cannot run {" ".join(argv)}: {exc}') from exc
     words = output.split()
     if len(words) < 3 or words[0] != 'HAProxy':
-        raise LabError(f'unexpected output of {executable} -v: {output[:200]!r}')
+        raise LabError(f'unexpected output of {" ".join(argv)}: {output[:200]!r}')
     return words[2]
 
 
@@ -38,8 +46,13 @@ class HAProxyInstance(Component):
 
     def __init__(self, state_dir: str, index: int, *, master_worker: bool,
                  bufsize: int | None = None, nbthread: int | None = None,
-                 ports: tuple[int, int] | None = None) -> None:
+                 ports: tuple[int, int] | None = None, root: str | None = None,
+                 crt_store: bool = False) -> None:
         super().__init__(state_dir)
+        # A Debian root to chroot into (None: the host's HAProxy).
+        self.root = root
+        # Also load one certificate through a crt-store section (HAProxy 3.2+).
+        self.crt_store = crt_store
         # Like the tasks of a Swarm service, all instances answer on the same
         # (TLS, Runtime API) ports, each on its own address.
         self.shared_ports = ports
@@ -92,16 +105,29 @@ class HAProxyInstance(Component):
     def master_socket(self) -> str:
         return os.path.join(self.workdir, 'master.sock')
 
-    def write_certificates(self, default_pem: bytes, extra: list[tuple[str, bytes]]) -> None:
-        """default.pem first (the frontend's default certificate), then ``extra`` (name, PEM)."""
+    @property
+    def store_cert(self) -> str:
+        return os.path.join(self.cert_dir, 'store.pem')
+
+    def write_certificates(self, default_pem: bytes, extra: list[tuple[str, bytes]],
+                           store_pem: bytes | None = None) -> None:
+        """default.pem first (the frontend's default certificate), then ``extra`` (name, PEM).
+
+        ``store_pem`` (with ``crt_store``): store.pem, loaded through the crt-store
+        section, not the crt-list.
+        """
         os.makedirs(self.cert_dir, mode=0o700, exist_ok=True)
+        files = [('default.pem', default_pem)] + extra
+        if self.crt_store and store_pem is not None:
+            files.append(('store.pem', store_pem))
         lines = []
-        for file_name, pem in [('default.pem', default_pem)] + extra:
+        for file_name, pem in files:
             path = os.path.join(self.cert_dir, file_name)
             descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(descriptor, 'wb') as out:
                 out.write(pem)
-            lines.append(path + '\n')
+            if file_name != 'store.pem':
+                lines.append(path + '\n')
         with open(self.crt_list, 'w', encoding='utf-8') as out:
             out.writelines(lines)
 
@@ -121,6 +147,14 @@ class HAProxyInstance(Component):
             tuning.append(f'    nbthread {self.nbthread}')
         if self.bufsize:
             tuning.append(f'    tune.bufsize {self.bufsize}')
+        store_section, store_bind = [], ''
+        if self.crt_store:
+            # Shows as @lab/store in "show ssl cert"; the bind serves it by SNI.
+            store_section = [f'crt-store {STORE_NAME}',
+                             f'    crt-base {self.cert_dir}',
+                             f'    load crt "store.pem" alias "{STORE_ALIAS}"',
+                             '']
+            store_bind = f' crt "{STORE_CERT_NAME}"'
         text = '\n'.join([
             f'# ingress.haproxy lab, instance {self.name} (generated, state dir {self.state_dir})',
             'global',
@@ -138,18 +172,25 @@ class HAProxyInstance(Component):
             '    timeout server 30s',
             '    timeout http-request 10s',
             '',
+            *store_section,
             'frontend tls',
-            f'    bind {self.address}:{self.tls_port} ssl crt-list {self.crt_list} alpn h2,http/1.1',
+            f'    bind {self.address}:{self.tls_port} ssl crt-list {self.crt_list}{store_bind} alpn h2,http/1.1',
             f'    http-request return status 200 content-type text/plain string "{self.name}\\n"',
             '',
         ])
         with open(self.config, 'w', encoding='utf-8') as out:
             out.write(text)
 
-    def argv(self) -> list[str]:
+    def runs(self) -> list[str]:
+        """What the process runs once any chroot wrapper has exec'd into HAProxy."""
         if self.master_worker:
-            return [HAPROXY, '-W', '-db', '-S', self.master_socket, '-f', self.config]
-        return [HAPROXY, '-db', '-f', self.config]
+            return haproxy_argv(self.root) + ['-W', '-db', '-S', self.master_socket, '-f', self.config]
+        return haproxy_argv(self.root) + ['-db', '-f', self.config]
+
+    def argv(self) -> list[str]:
+        if self.root is None:
+            return self.runs()
+        return in_root(self.root, self.state_dir, self.runs())
 
     def probe(self) -> bool:
         """The worker answers ``show info`` (and, in master-worker mode, the master ``show proc``)."""
@@ -181,4 +222,7 @@ class HAProxyInstance(Component):
             'config': self.config,
             'log': self.log_path,
             'bufsize': self.bufsize or 16384,
+            # The certificate loaded through the crt-store section (HAProxy 3.2+), else None.
+            'crt_store_cert': STORE_CERT_NAME if self.crt_store else None,
+            'crt_store_file': self.store_cert if self.crt_store else None,
         }

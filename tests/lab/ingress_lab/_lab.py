@@ -18,9 +18,10 @@ from ._acme import Pebble
 from ._component import Component
 from ._dns import Bind9
 from ._errors import LabError
-from ._haproxy import HAProxyInstance, haproxy_version
+from ._haproxy import STORE_CERT_NAME, STORE_SERVERNAME, HAProxyInstance, haproxy_version
 from ._pki import CertificateAuthority, cert_pem, key_pem, new_key
 from ._process import Daemon, free_port_on_all, is_ours, is_running, log_tail, spawn, stop_daemons
+from ._roots import DEFAULT_VERSION, build_for, ensure_root
 
 DEFAULT_ROOT = '/tmp/ingress-lab'
 STATE_FILE = 'state.json'
@@ -64,6 +65,12 @@ class SilentEndpoint(Component):
         return {'endpoint': f'127.0.0.1:{self.port}', 'pid': self.daemon.pid if self.daemon else None}
 
 
+def _has_crt_store(version: str) -> bool:
+    """HAProxy ``version`` ('3.2.26-1') knows ``crt-store`` sections (3.2 and later)."""
+    major, minor = (int(part) for part in version.split('.')[:2])
+    return (major, minor) >= (3, 2)
+
+
 def _write_json_private(path: str, data: dict) -> None:
     """Atomically replace ``path`` (0600: the state holds the TSIG secret)."""
     temporary = path + '.tmp'
@@ -94,13 +101,15 @@ class Lab:
 
     ``acme=True`` implies ``dns=True`` (pebble validates DNS-01 against the lab's
     bind9). Instance 1 always runs in master-worker mode (so ``master_cli`` is
-    usable); ``master_worker=True`` runs every instance that way.
+    usable); ``master_worker=True`` runs every instance that way. ``haproxy``
+    picks the HAProxy version ('2.6', '3.0', '3.2', '3.4'; default
+    $INGRESS_HAPROXY_VERSION, else 2.6, the host's).
     """
 
     def __init__(self, root: str = DEFAULT_ROOT, instances: int = 3, dns: bool = False,
                  acme: bool = False, master_worker: bool = False, preload: int = 0,
                  bufsize: int | None = None, nbthread: int | None = None,
-                 keep: bool = False, timeout: float = 30.0) -> None:
+                 keep: bool = False, timeout: float = 30.0, haproxy: str | None = None) -> None:
         if not 1 <= instances <= MAX_INSTANCES:
             raise LabError(f'instances must be between 1 and {MAX_INSTANCES}, got {instances}')
         if preload < 0:
@@ -115,6 +124,7 @@ class Lab:
         self.nbthread = nbthread
         self.keep = keep
         self.timeout = timeout
+        self.build = build_for(haproxy)
         self.state_dir = ''
         self.state: dict = {}
         self._daemons: list[Daemon] = []
@@ -144,6 +154,10 @@ class Lab:
         return self.state
 
     def _start(self, started: float) -> None:
+        # First: a missing Debian root takes about a minute to build.
+        haproxy_root = ensure_root(self.build)
+        version = haproxy_version(haproxy_root)
+        crt_store = _has_crt_store(version)
         ca = CertificateAuthority.create()
         ca_dir = os.path.join(self.state_dir, 'ca')
         os.makedirs(ca_dir, mode=0o700)
@@ -152,6 +166,10 @@ class Lab:
         default_cert, default_key = ca.issue(['default.lab.test'], key=new_key('rsa'), days=365)
         default_pem = cert_pem(default_cert) + key_pem(default_key)
         extra = _preload_certificates(ca, self.preload)
+        store_pem = None
+        if crt_store:
+            store_cert, store_key = ca.issue([STORE_SERVERNAME], key=new_key('ec'), days=90)
+            store_pem = cert_pem(store_cert) + key_pem(store_key)
 
         indexes = range(1, self.instance_count + 1)
         addresses = [HAProxyInstance.address_of(index) for index in indexes]
@@ -162,10 +180,11 @@ class Lab:
         instances = [HAProxyInstance(self.state_dir, index,
                                      master_worker=self.master_worker or index == 1,
                                      bufsize=self.bufsize, nbthread=self.nbthread,
-                                     ports=(tls_port, runtime_port))
+                                     ports=(tls_port, runtime_port), root=haproxy_root,
+                                     crt_store=crt_store)
                      for index in indexes]
         for instance in instances:
-            instance.write_certificates(default_pem, extra)
+            instance.write_certificates(default_pem, extra, store_pem)
         components: list[Component] = [*instances]
         dns = acme = None
         if self.dns:
@@ -179,7 +198,6 @@ class Lab:
             acme = Pebble(self.state_dir, ca, ca_cert, f'{dns.server}:{dns.port}')
             components.append(acme)
 
-        version = haproxy_version()
         self._run(components, prepared={dns} if acme else set())
 
         self.state.update({
@@ -187,12 +205,17 @@ class Lab:
             'lab_dir': LAB_DIR,
             'python': sys.executable,
             'haproxy_version': version,
+            'haproxy': self.build.version,
+            'haproxy_root': haproxy_root,
             'instances': [instance.state() for instance in instances],
             # Shared by every instance (each on its own address), as in a Swarm service.
             'runtime_port': runtime_port,
             'tls_port': tls_port,
             'ca': {'cert': ca_cert, 'key': ca_key},
             'default_names': ['default.lab.test'],
+            # HAProxy 3.2+: one certificate loaded through a crt-store section (else None).
+            'crt_store': ({'name': STORE_CERT_NAME, 'servername': STORE_SERVERNAME}
+                          if crt_store else None),
             'preloaded': len(extra),
             'silent_endpoint': silent.state()['endpoint'],
             'silent_pid': silent.daemon.pid if silent.daemon else None,
@@ -246,7 +269,8 @@ class Lab:
 
     def _spawn(self, component: Component) -> None:
         os.makedirs(component.workdir, mode=0o700, exist_ok=True)
-        component.daemon = spawn(component.name, component.argv(), log_path=component.log_path,
+        component.daemon = spawn(component.name, component.argv(), runs=component.runs(),
+                                 log_path=component.log_path,
                                  pidfile=os.path.join(self.state_dir, 'pids', f'{component.name}.pid'),
                                  env=component.env(), cwd=component.workdir)
         self._daemons.append(component.daemon)
@@ -303,7 +327,8 @@ class Lab:
             raise LabError(f'instance {name} is already running')
         # The config written at lab start is reused as is: same ports, same crt-list.
         component = HAProxyInstance(self.state_dir, instance['index'],
-                                    master_worker=instance['master_worker'])
+                                    master_worker=instance['master_worker'],
+                                    root=self.state.get('haproxy_root'))
         self._spawn(component)
         deadline = time.monotonic() + self.timeout
         while not component.probe():
@@ -341,7 +366,8 @@ class Lab:
     def attach(cls, state_dir: str, keep: bool = False) -> Lab:
         """The lab recorded in ``state_dir`` (started by this or another process)."""
         state = load_state(state_dir)
-        lab = cls(root=os.path.dirname(os.path.abspath(state_dir)), keep=keep)
+        lab = cls(root=os.path.dirname(os.path.abspath(state_dir)), keep=keep,
+                  haproxy=state.get('haproxy') or DEFAULT_VERSION)
         lab.state_dir = state['state_dir']
         lab.state = state
         lab._daemons = [Daemon.from_dict(entry) for entry in state.get('processes', [])]

@@ -136,8 +136,13 @@ def _group_members(daemon: Daemon, marker: str) -> list[int]:
 
 
 def spawn(name: str, argv: list[str], *, log_path: str, pidfile: str,
-          env: dict[str, str] | None = None, cwd: str | None = None) -> Daemon:
-    """Start ``argv`` in a new session (own process group), output to ``log_path``."""
+          env: dict[str, str] | None = None, cwd: str | None = None,
+          runs: list[str] | None = None) -> Daemon:
+    """Start ``argv`` in a new session (own process group), output to ``log_path``.
+
+    ``runs``: the command line the process ends up with when ``argv`` is a wrapper
+    that execs into it (same PID); recorded so the lab recognises its process.
+    """
     with open(log_path, 'ab') as log_file:
         try:
             child = subprocess.Popen(  # pylint: disable=consider-using-with  # a daemon outlives this call
@@ -149,7 +154,7 @@ def spawn(name: str, argv: list[str], *, log_path: str, pidfile: str,
     start_time = _start_time(child.pid)
     with open(pidfile, 'w', encoding='ascii') as pid_out:
         pid_out.write(f'{child.pid}\n')
-    return Daemon(name=name, argv=list(argv), pid=child.pid, start_time=start_time or 0,
+    return Daemon(name=name, argv=list(runs or argv), pid=child.pid, start_time=start_time or 0,
                   log=log_path, pidfile=pidfile)
 
 

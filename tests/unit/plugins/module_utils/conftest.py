@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import sys
 
@@ -19,6 +20,18 @@ COLLECTION_DIR = os.path.normpath(os.path.join(LAB_DIR, "..", ".."))
 # root afterwards and must not stop the labs of another checkout's test run. The Makefile
 # computes the same name (UNIT_LAB_ROOT).
 LAB_ROOT = "/tmp/ingress-lab-" + hashlib.sha256(COLLECTION_DIR.encode()).hexdigest()[:8]
+# The HAProxy version of these labs: `make units HAPROXY_VERSION=3.2` writes it next to the
+# unit tests of the collection's copy (the same route as integration_config.yml); without
+# that file, $INGRESS_HAPROXY_VERSION or the lab's default (2.6) applies.
+LAB_CONFIG = os.path.join(COLLECTION_DIR, "tests", "unit", "lab_config.json")
+
+
+def lab_haproxy_version():
+    try:
+        with open(LAB_CONFIG) as config:
+            return json.load(config).get("haproxy")
+    except (OSError, ValueError):
+        return None
 
 
 # Function scope on purpose: ansible-test runs each test in a forked child, where a module-scoped
@@ -33,6 +46,7 @@ def start_lab():
         sys.path.remove(LAB_DIR)
     with contextlib.ExitStack() as stack:
         def start(preload):
-            lab = Lab(os.environ.get("INGRESS_LAB_ROOT", LAB_ROOT), instances=1, preload=preload)
+            lab = Lab(os.environ.get("INGRESS_LAB_ROOT", LAB_ROOT), instances=1, preload=preload,
+                      haproxy=lab_haproxy_version())
             return stack.enter_context(lab).state
         yield start

@@ -5,8 +5,8 @@
 """The Runtime API client.
 
 Against the real HAProxy 2.6.12 of the lab for everything it can be made to
-do; against a scripted socket replaying recorded replies (captured 2.6.12,
-reconstructed 2.4/2.8/3.2/3.3) for what it cannot: other versions' texts, a
+do; against a scripted socket replaying recorded replies (captured from 2.6.12,
+3.0.11, 3.2.26 and 3.4.7) for what it cannot: other versions' texts, a
 held certificate lock, a server that stops mid-reply.
 """
 

@@ -2,7 +2,11 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-"""The parser over real replies: captured from Debian's 2.6.12, reconstructed for 2.4, 2.8, 3.2 and 3.3."""
+"""The parser over real replies, captured from Debian's HAProxy 2.6.12, 3.0.11, 3.2.26 and 3.4.7.
+
+Every test runs against every captured version; where the versions differ, the
+test says which version does what (``version_of``).
+"""
 
 from __future__ import annotations
 
@@ -37,8 +41,13 @@ def _load(pattern):
 
 
 CAPTURED = _load("haproxy-*.captured.json")
-RECONSTRUCTED = _load("haproxy-*.reconstructed.json")
-ALL = CAPTURED + RECONSTRUCTED
+# crt-store sections (3.2+): the capture loads one certificate through one.
+WITH_CRT_STORE = [document for document in CAPTURED if "store" in document["paths"]]
+
+
+def version_of(document):
+    """(3, 2) for ``3.2.26-1``."""
+    return tuple(int(part) for part in document["haproxy_version"].split(".")[:2])
 
 
 def body(document, name):
@@ -52,23 +61,30 @@ def body(document, name):
 
 
 def ids(documents):
-    return [document["haproxy_version"] + ("" if "captured" in document["source"] else "-reconstructed")
-            for document in documents]
+    return [document["haproxy_version"] for document in documents]
 
 
 def test_fixtures_cover_every_version():
-    versions = {document["haproxy_version"].split("-")[0] for document in ALL}
-    assert {"2.4", "2.6.12", "2.8", "3.2", "3.3"} <= versions
+    versions = {document["haproxy_version"].split("-")[0] for document in CAPTURED}
+    assert {"2.6.12", "3.0.11", "3.2.26", "3.4.7"} <= versions
+    assert all(document["source"].startswith("captured from ") for document in CAPTURED)
+    assert not glob.glob(os.path.join(FIXTURES, "*.reconstructed.json"))
+    assert {version_of(document) for document in WITH_CRT_STORE} == {
+        version_of(document) for document in CAPTURED if version_of(document) >= (3, 2)}
 
 
-@pytest.mark.parametrize("document", CAPTURED, ids=ids(CAPTURED))
-class TestCaptured:
-    """What Debian's HAProxy printed, against what cryptography reads from the same certificates."""
+class _Certificates:
+    """What cryptography reads from a fixture's certificate, in the parser's terms."""
 
     def certificate(self, document, label):
         return _pem.CertificateSummary.of(
             _pem.x509.load_pem_x509_certificate(document["certificates"][label].encode())
         )
+
+
+@pytest.mark.parametrize("document", CAPTURED, ids=ids(CAPTURED))
+class TestCaptured(_Certificates):
+    """What Debian's HAProxy printed, against what cryptography reads from the same certificates."""
 
     def test_listing(self, document):
         listing = parse_cert_list(body(document, "show_ssl_cert"))
@@ -125,12 +141,37 @@ class TestCaptured:
         assert detail.pending
         assert detail.path == document["paths"]["a"]
         assert detail.serial == self.certificate(document, "ec_new").serial
+        # 2.6 and 3.0 print a transaction's store as Unused; 3.2+ say Uncommitted.
+        assert detail.status == ("Uncommitted" if version_of(document) >= (3, 2) else "Unused")
 
-    def test_conflict_overwrote_the_other_transaction(self, document):
-        # The 2.6.12 bug the module guards against: set on B while A is open put B's certificate into A's transaction.
+    def test_crt_filename_line(self, document):
+        # 3.2+ add "Crt filename:" (the file the certificate was loaded from) after Filename.
+        detail = parse_cert_detail(body(document, "show_ssl_cert_ec"))
+        if version_of(document) >= (3, 2):
+            assert detail.fields["crt_filename"] == document["paths"]["a"]
+        else:
+            assert "crt_filename" not in detail.fields
+
+    def test_conflict_with_the_other_transaction(self, document):
         detail = parse_cert_detail(body(document, "show_ssl_cert_pending_after_conflict"))
         assert detail.path == document["paths"]["a"]
-        assert detail.serial == self.certificate(document, "rsa_new").serial
+        reply = body(document, "set_while_other_open")
+        if version_of(document) >= (3, 0):
+            # 3.x refuse a set on B while A is open, naming A; A's transaction is untouched.
+            assert "The ongoing transaction is about '%s'" % document["paths"]["a"] in reply
+            assert detail.serial == self.certificate(document, "ec_new").serial
+        else:
+            # The 2.6.12 bug the module guards against: set on B while A is open put B's certificate
+            # into A's transaction.
+            assert reply == "Transaction updated for certificate %s!" % document["paths"]["a"]
+            assert detail.serial == self.certificate(document, "rsa_new").serial
+
+    def test_transaction_of_another_client(self, document):
+        # Transactions are per process, not per connection: another client's open one shows here.
+        listing = parse_cert_list(body(document, "foreign_show_ssl_cert"))
+        assert listing.transaction == document["paths"]["a"]
+        assert body(document, "foreign_set_same") == (
+            "Transaction updated for certificate %s!" % document["paths"]["a"])
 
     def test_ed25519_has_no_fingerprint(self, document):
         detail = parse_cert_detail(body(document, "show_ssl_cert_ed25519"))
@@ -173,46 +214,46 @@ class TestCaptured:
         ]
 
 
-@pytest.mark.parametrize("document", RECONSTRUCTED, ids=ids(RECONSTRUCTED))
-class TestReconstructed:
-    def test_listing(self, document):
-        expected = document["expected"]
-        assert parse_cert_list(body(document, "show_ssl_cert")).paths == expected["listing_paths"]
-        with_transaction = parse_cert_list(body(document, "show_ssl_cert_transaction"))
-        assert with_transaction.transaction == expected["transaction"]
-        assert with_transaction.paths == expected["listing_paths"]
+@pytest.mark.parametrize("document", WITH_CRT_STORE, ids=ids(WITH_CRT_STORE))
+class TestCrtStore(_Certificates):
+    """A certificate loaded through a crt-store section (3.2+) is named @STORE/ALIAS."""
+
+    def test_listed_by_name(self, document):
+        listing = parse_cert_list(body(document, "show_ssl_cert"))
+        assert document["paths"]["store"] in listing
+        assert document["paths"]["store"] == "@fixtures/s"
 
     def test_detail(self, document):
-        expected = document["expected"]["ec"]
-        detail = parse_cert_detail(body(document, "show_ssl_cert_ec"))
-        assert detail.path == expected["path"]
-        assert detail.serial == expected["serial"]
-        assert detail.fingerprint == expected["fingerprint"]
-        assert detail.names == expected["names"]
-        assert detail.summary()["not_after"] == expected["not_after"]
-        assert len(detail.chain) == expected["chain"]
+        detail = parse_cert_detail(body(document, "show_ssl_cert_store"))
+        assert detail.path == "@fixtures/s"
+        assert not detail.pending
         assert detail.status == "Used"
-        if "crt_filename" in document["expected"]:
-            assert detail.fields["crt_filename"] == document["expected"]["crt_filename"]
-        if "option" in document["expected"]:
-            assert detail.fields["option"] == document["expected"]["option"]
+        # Crt filename is the load line's file, relative to the section's crt-base.
+        assert detail.fields["crt_filename"] == "store.pem"
+        assert detail.serial == self.certificate(document, "store").serial
+        assert detail.fingerprint == self.certificate(document, "store").fingerprint
 
-    def test_pending(self, document):
-        detail = parse_cert_detail(body(document, "show_ssl_cert_pending"))
-        assert detail.pending
-        assert detail.status == document["expected"]["pending_status"]
-        assert detail.path == document["expected"]["ec"]["path"]
+    def test_update(self, document):
+        assert body(document, "set_store") == "Transaction created for certificate @fixtures/s!"
+        pending = parse_cert_detail(body(document, "show_ssl_cert_store_pending"))
+        assert pending.pending and pending.path == "@fixtures/s"
+        assert pending.serial == self.certificate(document, "store_new").serial
+        assert body(document, "commit_store").endswith("Success!")
+        committed = parse_cert_detail(body(document, "show_ssl_cert_store_committed"))
+        assert committed.serial == self.certificate(document, "store_new").serial
 
-    def test_ed25519(self, document):
-        expected = document["expected"]["ed25519"]
-        detail = parse_cert_detail(body(document, "show_ssl_cert_ed25519"))
-        assert (detail.path, detail.serial, detail.fingerprint, detail.algorithm) == (
-            expected["path"], expected["serial"], expected["fingerprint"], expected["algorithm"])
+    def test_split_update(self, document):
+        # Chain as @STORE/NAME, key as @STORE/NAME.key, one commit: as for file names.
+        assert body(document, "set_store_split_chain") == "Transaction created for certificate @fixtures/s!"
+        assert body(document, "set_store_split_key") == "Transaction updated for certificate @fixtures/s!"
+        assert body(document, "commit_store_split").endswith("Success!")
 
-    def test_crt_list(self, document):
-        dummy_name, entries = parse_crt_list(body(document, "show_ssl_crt_list_n"))
-        assert [[entry.path, entry.line, entry.options, entry.sni_filters] for entry in entries] == \
-            document["expected"]["crt_list"]
+    def test_unknown_and_new_names(self, document):
+        assert "Not found" in body(document, "show_ssl_cert_store_unknown")
+        assert "not referenced by the configuration" in body(document, "set_store_unknown")
+        # "new ssl cert" accepts an @STORE/NAME name, but nothing adds it to the store section.
+        assert body(document, "new_ssl_cert_store") == "New empty certificate store '@fixtures/new'!"
+        assert body(document, "del_ssl_cert_store_new") == "Certificate '@fixtures/new' deleted!"
 
 
 def test_asn1_time_single_digit_day():

@@ -152,6 +152,10 @@ def write_cases(issuer, chain, domain, write):
     new_names = ["new." + domain]
     certificate, key = issuer.leaf(new_names)
     write("new", _pem(certificate) + chain + _key_pem(key), certificate, new_names)
+    # For the certificate the lab's crt-store section loads (HAProxy 3.2+), served for store.DOMAIN.
+    store_names = ["store." + domain]
+    certificate, key = issuer.leaf(store_names)
+    write("store", _pem(certificate) + chain + _key_pem(key), certificate, store_names)
 
     # Larger than the buffer as a whole, but the certificates alone fit: sent as NAME then NAME.key.
     big_key = rsa.generate_private_key(65537, 4096)
