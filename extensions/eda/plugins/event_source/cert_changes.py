@@ -149,6 +149,9 @@ EXAMPLES = r"""
           - /etc/letsencrypt/live
         recursive: true
         settle: 5
+        # name the events after the certificates role's items (from the rulebook's --vars)
+        items: "{{ certificates_items }}"
+        certbot_live_dir: /etc/letsencrypt/live
   rules:
     - name: Push the changed certificates
       condition: event.cert_changes is defined
