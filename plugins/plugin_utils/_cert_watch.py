@@ -17,8 +17,9 @@ from typing import Any
 
 BOOLEAN_VARIABLES = ("manage_service", "enabled", "started", "renew_timer")
 NUMBER_VARIABLES = ("settle_seconds", "timeout_seconds", "renew_random_delay_seconds")
-_TRUE = ("true", "yes", "on", "1")
-_FALSE = ("false", "no", "off", "0")
+# The strings Ansible's own boolean conversion (and so the role's argument spec) accepts.
+_TRUE = ("true", "yes", "on", "1", "y", "t")
+_FALSE = ("false", "no", "off", "0", "n", "f")
 _UNIT_NAME = re.compile(r"^[A-Za-z0-9:_.-]+$")
 
 

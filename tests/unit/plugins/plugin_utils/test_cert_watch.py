@@ -97,7 +97,10 @@ def test_the_hook_pattern_matches_only_its_lineage():
     decided = plan(items=[{"name": "odd", "certbot_live": "/le/live/a*b [x]"}])
     (lineage,) = decided["hook_lineages"]
     script = f'case "$1" in {lineage["pattern"]}) echo hit ;; *) echo miss ;; esac'
-    run = lambda value: subprocess.run(["sh", "-c", script, "sh", value], capture_output=True, text=True, check=True).stdout.strip()  # noqa: E731
+
+    def run(value: str) -> str:
+        return subprocess.run(["sh", "-c", script, "sh", value], capture_output=True, text=True, check=True).stdout.strip()
+
     assert run("/le/live/a*b [x]") == "hit"
     assert run("/le/live/aXXb x") == "miss"
 

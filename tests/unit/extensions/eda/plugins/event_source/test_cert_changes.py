@@ -795,8 +795,8 @@ def test_main_refuses_an_inventory_file_with_group_vars_beside_it(tmp_path, monk
     monkeypatch.setattr(sys, "argv", ["/opt/eda/bin/ansible-rulebook", "--inventory", str(tmp_path / "hosts.ini")])
     with pytest.raises(CertChangesError, match="pass a directory|Pass a directory"):
         asyncio.run(cert_changes.main(asyncio.Queue(), {"paths": [str(tmp_path)]}))
-    # turned off, it starts (and is cancelled here at once)
-    async def start_and_stop():
+
+    async def start_and_stop():  # turned off, it starts (and is cancelled here at once)
         task = asyncio.create_task(cert_changes.main(asyncio.Queue(), {"paths": [str(tmp_path)], "check_inventory": False}))
         await asyncio.sleep(0.2)
         assert not task.done()
