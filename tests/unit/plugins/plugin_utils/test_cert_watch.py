@@ -47,7 +47,7 @@ def plan(**changes):
 
 
 @pytest.mark.parametrize("text, meaning", [("false", False), ("true", True), ("no", False), ("yes", True), ("False", False),
-                                           ("YES", True), (False, False), (True, True), (0, False), (1, True)])
+                                           ("YES", True), ("n", False), ("t", True), (False, False), (True, True), (0, False), (1, True)])
 def test_every_boolean_is_coerced(text, meaning):
     decided = plan(manage_service=text, enabled=text, started=text, renew_timer=text, certbot_hook=text)
     assert decided["errors"] == []
