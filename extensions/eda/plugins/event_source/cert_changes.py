@@ -38,7 +38,18 @@ description:
     C(site), and C(site.crt) with C(site.key), or C(site.pem) with C(site.pem.key) (HAProxy's own
     convention), together are the certificate C(site)."
   - In a certbot configuration directory (one that holds both C(live) and C(archive)) only C(live) is
-    read: the numbered files in C(archive) are reached through the C(live) symlinks.
+    read; the numbered files in C(archive) are reached through the C(live) symlinks.
+  - With O(items) (the certificates role's C(certificates_items)) the event names the items instead, each
+    found by its source path - its certbot C(live/NAME) directory, its Kubernetes secret directory, its
+    files, its bundle or its directory in the role's store - so C(certificates_only) can be set to them.
+    A changed certificate that is the source of no item is logged and left out of the event.
+  - Never stops on a file system error. An entry that cannot be looked at (a symlink loop, a directory
+    without search or read permission) is logged once, with its path and the error, and skipped until it
+    recovers; the rest is watched on. Only regular files are opened, without blocking, so a FIFO, socket
+    or device named like a certificate is skipped with a log line. Whether a file is readable is part of
+    its state, so a file that becomes readable again is read and, if its content changed, reported. A
+    watched directory that disappears is waited for; when it returns, only a change of content against
+    what was last read is reported.
 options:
   paths:
     description:
@@ -83,6 +94,40 @@ options:
         instances in line with the files after the watcher was down.
     type: bool
     default: false
+  items:
+    description:
+      - The certificates role's C(certificates_items). Each item's source paths are its C(certbot_live),
+        C(tls_secret_dir), C(certificate), C(chain), C(fullchain) and C(privatekey) when it sets them, else
+        O(certbot_live_dir)C(/NAME) and O(tls_secret_dir)C(/NAME); and always O(store_dir)C(/live/NAME) and
+        O(bundle_dir)C(/NAME.pem). Other keys of the items are ignored.
+      - Empty (the default) names certificates after their directory or file, as described above.
+    type: list
+    elements: dict
+    default: []
+  certbot_live_dir:
+    description:
+      - The certificates role's C(certificates_certbot_live_dir), for O(items).
+    type: path
+  tls_secret_dir:
+    description:
+      - The certificates role's C(certificates_tls_secret_dir), for O(items).
+    type: path
+  store_dir:
+    description:
+      - The certificates role's C(certificates_store_dir), for O(items).
+    type: path
+  bundle_dir:
+    description:
+      - The certificates role's C(certificates_bundle_dir), for O(items). Default O(store_dir)C(/bundles).
+    type: path
+  check_inventory:
+    description:
+      - At start, fail when ansible-rulebook was given an inventory file that has C(group_vars/) or
+        C(host_vars/) beside it. ansible-rulebook copies only the file for the playbook it runs, so those
+        variables (typically C(certificates_items)) would be missing from every push; the message says to
+        pass the directory instead.
+    type: bool
+    default: true
 notes:
   - Runs in the Python environment of C(ansible-rulebook), not in the collection's; it imports nothing
     from the collection. Install C(cryptography) there for the full validation.
@@ -104,6 +149,9 @@ EXAMPLES = r"""
           - /etc/letsencrypt/live
         recursive: true
         settle: 5
+        # name the events after the certificates role's items (from the rulebook's --vars)
+        items: "{{ certificates_items }}"
+        certbot_live_dir: /etc/letsencrypt/live
   rules:
     - name: Push the changed certificates
       condition: event.cert_changes is defined
@@ -140,7 +188,8 @@ cert_changes:
       type: str
       sample: change
     names:
-      description: Names of the changed certificates, sorted, each once.
+      description:
+        - Names of the changed certificates, sorted, each once; with O(items) the names of the items.
       type: list
       elements: str
       sample: [example.com]
@@ -165,6 +214,10 @@ cert_changes:
         change:
           description: C(created), C(modified) or, in a startup event, C(present).
           type: str
+        items:
+          description: With O(items), the names of the items this certificate is the source of.
+          type: list
+          elements: str
     validation:
       description: C(cryptography) or C(structural), the check the certificates passed.
       type: str
@@ -183,6 +236,7 @@ import re
 import sys
 import time
 from dataclasses import dataclass, field
+from stat import S_ISBLK, S_ISCHR, S_ISFIFO, S_ISREG, S_ISSOCK
 from typing import Any
 
 try:
@@ -227,6 +281,31 @@ class CertChangesError(Exception):
 
 
 @dataclass(frozen=True)
+class ItemSource:
+    """Where one entry of the certificates role's certificates_items is read from (see O(items))."""
+
+    name: str
+    directories: tuple[str, ...]  # certbot live dir, Kubernetes secret dir, the store's live/NAME
+    files: tuple[str, ...]  # the item's own files, its bundle
+
+    def holds(self, certificate: Certificate) -> bool:
+        if certificate.layout != "files":
+            return _same_path(certificate.directory, self.directories)
+        return any(_same_path(path, self.files) for path in certificate.paths)
+
+
+def _same_path(path: str, candidates: tuple[str, ...]) -> bool:
+    """PATH is one of CANDIDATES, as written or once symlinks are resolved."""
+    if os.path.normpath(path) in candidates:
+        return True
+    real = os.path.realpath(path)
+    return any(real == os.path.realpath(candidate) for candidate in candidates)
+
+
+ITEM_FILE_KEYS = ("certificate", "chain", "fullchain", "privatekey")
+
+
+@dataclass(frozen=True)
 class WatchSettings:
     paths: tuple[str, ...]
     patterns: tuple[str, ...] = DEFAULT_PATTERNS
@@ -235,11 +314,16 @@ class WatchSettings:
     settle: float = DEFAULT_SETTLE
     poll_interval: float = DEFAULT_POLL_INTERVAL
     startup_event: bool = False
+    items: tuple[ItemSource, ...] = ()
+    check_inventory: bool = True
 
     @classmethod
     def from_args(cls, args: dict[str, Any]) -> WatchSettings:
         """Check the rulebook's arguments; raise CertChangesError naming the bad one."""
-        known = {"paths", "path", "patterns", "ignore_patterns", "recursive", "settle", "poll_interval", "startup_event"}
+        known = {
+            "paths", "path", "patterns", "ignore_patterns", "recursive", "settle", "poll_interval", "startup_event",
+            "items", "certbot_live_dir", "tls_secret_dir", "store_dir", "bundle_dir", "check_inventory",
+        }
         # ansible-rulebook may add its own eda_* arguments (eda_feedback_queue)
         unknown = sorted(name for name in set(args) - known if not name.startswith("eda_"))
         if unknown:
@@ -258,7 +342,47 @@ class WatchSettings:
             settle=_seconds(args.get("settle", DEFAULT_SETTLE), "settle", allow_zero=True),
             poll_interval=_seconds(args.get("poll_interval", DEFAULT_POLL_INTERVAL), "poll_interval", allow_zero=False),
             startup_event=_boolean(args.get("startup_event", False), "startup_event"),
+            items=_item_sources(args),
+            check_inventory=_boolean(args.get("check_inventory", True), "check_inventory"),
         )
+
+
+def _item_sources(args: dict[str, Any]) -> tuple[ItemSource, ...]:
+    """Each item's source paths, with the certificates role's defaults for those the item does not set."""
+    items = args.get("items") or []
+    if not isinstance(items, list):
+        raise CertChangesError(f"cert_changes: 'items' must be a list (certificates_items), got {items!r}")
+    folders = {}
+    for key in ("certbot_live_dir", "tls_secret_dir", "store_dir", "bundle_dir"):
+        value = args.get(key) or ""
+        if not isinstance(value, str):
+            raise CertChangesError(f"cert_changes: '{key}' must be a directory, got {value!r}")
+        folders[key] = os.path.abspath(os.path.expanduser(value)) if value else ""
+    if folders["store_dir"] and not folders["bundle_dir"]:
+        folders["bundle_dir"] = os.path.join(folders["store_dir"], "bundles")
+    sources = []
+    for number, item in enumerate(items):
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str) or not item["name"]:
+            raise CertChangesError(f"cert_changes: 'items[{number}]' must be a dict with a 'name', got {item!r}")
+        name = item["name"]
+        for key in ("certbot_live", "tls_secret_dir", *ITEM_FILE_KEYS):
+            if item.get(key) is not None and not isinstance(item[key], str):
+                raise CertChangesError(f"cert_changes: 'items[{number}].{key}' ({name}) must be a path, got {item[key]!r}")
+        directories = [
+            item.get("certbot_live") or (folders["certbot_live_dir"] and os.path.join(folders["certbot_live_dir"], name)),
+            item.get("tls_secret_dir") or (folders["tls_secret_dir"] and os.path.join(folders["tls_secret_dir"], name)),
+            folders["store_dir"] and os.path.join(folders["store_dir"], "live", name),
+        ]
+        files = [item.get(key) for key in ITEM_FILE_KEYS]
+        files.append(folders["bundle_dir"] and os.path.join(folders["bundle_dir"], f"{name}.pem"))
+        sources.append(
+            ItemSource(
+                name=name,
+                directories=tuple(os.path.normpath(os.path.abspath(path)) for path in directories if path),
+                files=tuple(os.path.normpath(os.path.abspath(path)) for path in files if path),
+            )
+        )
+    return tuple(sources)
 
 
 def _string_list(value: Any, name: str) -> list[str]:
@@ -285,38 +409,99 @@ def _seconds(value: Any, name: str, *, allow_zero: bool) -> float:
     return seconds
 
 
+def inventory_problem(argv: list[str]) -> str | None:
+    """What is wrong with the inventory ansible-rulebook was given on its command line, if anything.
+
+    ansible-rulebook copies an inventory FILE alone into the playbook's private directory, so the
+    group_vars/ and host_vars/ beside it (where certificates_items usually lives) are silently lost.
+    """
+    inventories = []
+    for index, argument in enumerate(argv):
+        if argument in ("-i", "--inventory") and index + 1 < len(argv):
+            inventories.append(argv[index + 1])
+        elif argument.startswith("--inventory="):
+            inventories.append(argument.split("=", 1)[1])
+        elif argument.startswith("-i") and len(argument) > 2 and not argument.startswith("--"):
+            inventories.append(argument[2:])
+    for inventory in inventories:
+        if not os.path.isfile(inventory):
+            continue
+        beside = [name for name in ("group_vars", "host_vars") if os.path.isdir(os.path.join(os.path.dirname(os.path.abspath(inventory)), name))]
+        if beside:
+            return (
+                f"cert_changes: the inventory {inventory} is a file with {' and '.join(d + '/' for d in beside)} beside it; "
+                "ansible-rulebook copies only the file for the playbook, which then runs without those variables. "
+                "Pass a directory that holds the inventory and its group_vars/ (and nothing else Ansible would read "
+                f"as inventory): --inventory {os.path.dirname(os.path.abspath(inventory))}"
+            )
+    return None
+
+
 # --------------------------------------------------------------------------- snapshot
 
 
 @dataclass(frozen=True)
 class FileState:
-    """What identifies one version of a file, seen through any symlinks."""
+    """What identifies one version of a file, seen through any symlinks.
+
+    kind is C(file) for a regular file, else what it is (C(fifo), C(socket), C(device), C(other)): only
+    regular files are ever opened. readable is part of the state, so a file that becomes readable again
+    is a change and is read.
+    """
 
     resolved: str
     device: int
     inode: int
     size: int
     mtime_ns: int
+    kind: str = "file"
+    readable: bool = True
 
 
 # path as seen in the watched directory -> its state (None: a dangling symlink, e.g. mid-swap)
 Snapshot = dict[str, "FileState | None"]
+# path -> what is wrong with it (it cannot be stat'ed or listed, or is no regular file)
+Problems = dict[str, str]
 
 
-def file_state(path: str) -> FileState | None:
+def file_state(path: str, problems: Problems | None = None) -> FileState | None:
+    """The state of PATH; None when it is gone or cannot be looked at (then the reason is put in problems)."""
     try:
         stat = os.stat(path)
         resolved = os.path.realpath(path)
     except FileNotFoundError:
         return None
-    return FileState(resolved, stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)
+    except OSError as exc:  # a symlink loop, a directory on the way without search permission, ...
+        if problems is not None:
+            problems[path] = _os_error(exc)
+        return None
+    kind = _file_kind(stat.st_mode)
+    if kind != "file" and problems is not None:
+        problems[path] = f"is a {kind}, not a regular file; skipped"
+    return FileState(resolved, stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, kind, os.access(path, os.R_OK))
 
 
-def take_snapshot(settings: WatchSettings) -> Snapshot:
-    """Every matching file under the watched directories and its state."""
+def _file_kind(mode: int) -> str:
+    if S_ISREG(mode):
+        return "file"
+    if S_ISFIFO(mode):
+        return "fifo"
+    if S_ISSOCK(mode):
+        return "socket"
+    if S_ISCHR(mode) or S_ISBLK(mode):
+        return "device"
+    return "other"
+
+
+def _os_error(exc: OSError) -> str:
+    return exc.strerror or str(exc)
+
+
+def take_snapshot(settings: WatchSettings, problems: Problems | None = None) -> Snapshot:
+    """Every matching file under the watched directories and its state; what could not be read goes to problems."""
     snapshot: Snapshot = {}
     for root in settings.paths:
-        _scan_directory(root, settings, snapshot, visited=set())
+        _scan_directory(root, settings, snapshot, visited=set(), problems=problems if problems is not None else {})
     return snapshot
 
 
@@ -324,14 +509,18 @@ def _ignored(name: str, settings: WatchSettings) -> bool:
     return any(fnmatch.fnmatchcase(name, pattern) for pattern in settings.ignore_patterns)
 
 
-def _scan_directory(directory: str, settings: WatchSettings, snapshot: Snapshot, visited: set[str]) -> None:
+def _scan_directory(directory: str, settings: WatchSettings, snapshot: Snapshot, visited: set[str], problems: Problems) -> None:
     real = os.path.realpath(directory)
     if real in visited:  # a symlink loop
         return
     visited.add(real)
     try:
-        entries = list(os.scandir(directory))
-    except (FileNotFoundError, NotADirectoryError, PermissionError):
+        with os.scandir(directory) as iterator:
+            entries = list(iterator)
+    except (FileNotFoundError, NotADirectoryError):
+        return  # a missing root is reported by the watcher, a vanished subdirectory is simply gone
+    except OSError as exc:
+        problems[directory] = f"cannot list the directory: {_os_error(exc)}"
         return
     subdirectories = {entry.name for entry in entries if _is_directory(entry)}
     # A certbot configuration directory: archive/ and keys/ are seen through live/'s symlinks.
@@ -341,10 +530,15 @@ def _scan_directory(directory: str, settings: WatchSettings, snapshot: Snapshot,
             continue
         if entry.name in subdirectories:
             if settings.recursive and (not certbot_config or entry.name == "live"):
-                _scan_directory(entry.path, settings, snapshot, visited)
+                _scan_directory(entry.path, settings, snapshot, visited, problems)
             continue
         if any(fnmatch.fnmatchcase(entry.name, pattern) for pattern in settings.patterns):
-            snapshot[entry.path] = file_state(entry.path)
+            state = file_state(entry.path, problems)
+            if state is not None and state.kind != "file":
+                continue  # never opened: a FIFO would block the read, a device never ends
+            if state is None and entry.path in problems:
+                continue  # cannot be looked at (e.g. a symlink loop): logged, not a certificate
+            snapshot[entry.path] = state
 
 
 def _is_directory(entry: os.DirEntry) -> bool:
@@ -517,6 +711,20 @@ def _validate_with_cryptography(certificates: list[tuple[str, bytes, bytes]], ke
 # --------------------------------------------------------------------------- watcher
 
 
+def read_regular_file(path: str) -> bytes:
+    """The content of a regular file; never blocks on a FIFO or a device put there after the snapshot."""
+    descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
+    try:
+        if not S_ISREG(os.fstat(descriptor).st_mode):
+            raise OSError(f"{path} is not a regular file")
+        chunks = []
+        while chunk := os.read(descriptor, 65536):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(descriptor)
+
+
 @dataclass
 class CertificateRecord:
     """What the watcher last saw of one certificate."""
@@ -526,6 +734,7 @@ class CertificateRecord:
     digest: str | None
     problem: str | None  # None: valid
     was_valid: bool = False  # this or an earlier version was valid: a change is then "modified"
+    readable: bool = True  # False: digest is the last content read, not the current one
 
 
 @dataclass
@@ -538,11 +747,13 @@ class CertificateWatcher:
     _snapshot: Snapshot = field(default_factory=dict)
     _changed_at: float | None = None
     _missing_roots: set[str] = field(default_factory=set)
+    _problems: Problems = field(default_factory=dict)  # logged once each, until they go away
+    _gone: dict[tuple[str, str], CertificateRecord] = field(default_factory=dict)  # e.g. a root that went away
 
     def start(self) -> dict[str, Any] | None:
         """Take the baseline; return the startup event if one is asked for."""
         self._note_missing_roots()
-        self._snapshot = take_snapshot(self.settings)
+        self._snapshot = self._take_snapshot()
         certificates = group_certificates(tuple(self._snapshot))
         self._records = {}
         for key, certificate in certificates.items():
@@ -568,7 +779,7 @@ class CertificateWatcher:
     def poll(self, now: float) -> dict[str, Any] | None:
         """Take one snapshot; return an event once a change has settled and holds valid certificates."""
         self._note_missing_roots()
-        snapshot = take_snapshot(self.settings)
+        snapshot = self._take_snapshot()
         if snapshot != self._snapshot:
             self._snapshot = snapshot
             self._changed_at = now
@@ -586,18 +797,21 @@ class CertificateWatcher:
         records: dict[tuple[str, str], CertificateRecord] = {}
         changes: list[tuple[Certificate, str]] = []
         for key, certificate in certificates.items():
-            previous = self._records.get(key)
+            previous = self._records.get(key) or self._gone.get(key)
             states = tuple(snapshot[path] for path in certificate.paths)
             if previous is not None and previous.certificate == certificate and previous.states == states:
                 records[key] = previous
                 continue
-            record = self._read(certificate, snapshot)
+            record = self._read(certificate, snapshot, previous)
             if self._moved_since(certificate, snapshot):
                 # Written to while we read it: wait for it to settle again, report nothing yet.
                 self._changed_at = now
                 return None
             record.was_valid = record.problem is None or (previous is not None and previous.was_valid)
             records[key] = record
+            if not record.readable:
+                LOGGER.warning("%s: %s; no event for it until it can be read", certificate.name, record.problem)
+                continue
             if previous is not None and previous.digest == record.digest and record.digest is not None:
                 LOGGER.debug("%s: files touched, content unchanged", certificate.name)
                 continue
@@ -608,34 +822,41 @@ class CertificateWatcher:
         for key in sorted(set(self._records) - set(records)):
             removed = self._records[key].certificate
             LOGGER.info("%s: %s: removed; no event for it", removed.name, _describe(removed))
+            # Kept: when it comes back (a root directory remounted) only a change of content is an event.
+            self._gone[key] = self._records[key]
+        for key in records:
+            self._gone.pop(key, None)
         self._records = records
         self._changed_at = None
         if not changes:
             return None
         return self._event("change", changes)
 
-    def _read(self, certificate: Certificate, snapshot: Snapshot) -> CertificateRecord:
+    def _read(self, certificate: Certificate, snapshot: Snapshot, previous: CertificateRecord | None = None) -> CertificateRecord:
         states = tuple(snapshot.get(path) for path in certificate.paths)
         contents: dict[str, bytes] = {}
         problem = None
         for path in certificate.paths:
             try:
-                with open(path, "rb") as handle:
-                    contents[path] = handle.read()
+                contents[path] = read_regular_file(path)
             except OSError as exc:
-                problem = f"cannot read {path}: {exc.strerror or exc}"
-        digest = None
-        if problem is None:
-            hasher = hashlib.sha256()
-            for path in certificate.paths:
-                hasher.update(os.path.basename(path).encode() + b"\0" + contents[path] + b"\0")
-            digest = hasher.hexdigest()
-            pem = b"\n".join(contents[path] for path in certificate.certificate_files + certificate.key_files)
-            try:
-                validate_pem(pem, use_cryptography=self.use_cryptography)
-            except InvalidCertificate as exc:
-                problem = str(exc)
-        return CertificateRecord(certificate, states, digest, problem, was_valid=problem is None)
+                problem = f"cannot read {path}: {_os_error(exc)}"
+        if problem is not None:
+            # The content is unknown: keep the last one read, so that once the file is readable again
+            # only a change of content against it is an event.
+            return CertificateRecord(
+                certificate, states, previous.digest if previous else None, problem,
+                was_valid=previous is not None and previous.was_valid, readable=False,
+            )
+        hasher = hashlib.sha256()
+        for path in certificate.paths:
+            hasher.update(os.path.basename(path).encode() + b"\0" + contents[path] + b"\0")
+        pem = b"\n".join(contents[path] for path in certificate.certificate_files + certificate.key_files)
+        try:
+            validate_pem(pem, use_cryptography=self.use_cryptography)
+        except InvalidCertificate as exc:
+            problem = str(exc)
+        return CertificateRecord(certificate, states, hasher.hexdigest(), problem, was_valid=problem is None)
 
     @staticmethod
     def _moved_since(certificate: Certificate, snapshot: Snapshot) -> bool:
@@ -646,18 +867,28 @@ class CertificateWatcher:
             return validation_backend()
         return "cryptography" if self.use_cryptography else "structural"
 
-    def _event(self, reason: str, changes: list[tuple[Certificate, str]]) -> dict[str, Any]:
-        entries = [
-            {
+    def _event(self, reason: str, changes: list[tuple[Certificate, str]]) -> dict[str, Any] | None:
+        entries = []
+        for certificate, change in sorted(changes, key=lambda item: item[0].key):
+            entry = {
                 "name": certificate.name,
                 "layout": certificate.layout,
                 "directory": certificate.directory,
                 "paths": list(certificate.paths),
                 "change": change,
             }
-            for certificate, change in sorted(changes, key=lambda item: item[0].key)
-        ]
-        names = sorted({entry["name"] for entry in entries})
+            if self.settings.items:
+                entry["items"] = sorted({item.name for item in self.settings.items if item.holds(certificate)})
+                if not entry["items"]:
+                    LOGGER.warning(
+                        "%s: %s is the source of no entry of certificates_items; not in the event",
+                        certificate.name, _describe(certificate),
+                    )
+                    continue
+            entries.append(entry)
+        if not entries:
+            return None
+        names = sorted({name for entry in entries for name in entry.get("items", [entry["name"]])})
         LOGGER.info("%s: %s", reason, ", ".join(names))
         return {
             "cert_changes": {
@@ -667,6 +898,18 @@ class CertificateWatcher:
                 "validation": self._backend(),
             }
         }
+
+    def _take_snapshot(self) -> Snapshot:
+        """A snapshot; each path that cannot be looked at is logged once, and again only after it recovered."""
+        problems: Problems = {}
+        snapshot = take_snapshot(self.settings, problems)
+        for path, problem in sorted(problems.items()):
+            if self._problems.get(path) != problem:
+                LOGGER.warning("%s: %s; watching the rest", path, problem)
+        for path in sorted(set(self._problems) - set(problems)):
+            LOGGER.info("%s: no longer %s", path, "a problem" if os.path.lexists(path) else "there")
+        self._problems = problems
+        return snapshot
 
     def _note_missing_roots(self) -> None:
         missing = {path for path in self.settings.paths if not os.path.isdir(path)}
@@ -691,6 +934,10 @@ def _describe(certificate: Certificate) -> str:
 async def main(queue: asyncio.Queue, args: dict[str, Any]) -> None:
     """ansible-rulebook's entry point: watch until cancelled."""
     settings = WatchSettings.from_args(args)
+    if settings.check_inventory and "rulebook" in os.path.basename(sys.argv[0]):
+        problem = inventory_problem(sys.argv[1:])
+        if problem:
+            raise CertChangesError(problem)
     if HAS_CRYPTOGRAPHY:
         LOGGER.info("validating certificates with cryptography %s", CRYPTOGRAPHY_VERSION)
     else:
@@ -703,9 +950,18 @@ async def main(queue: asyncio.Queue, args: dict[str, Any]) -> None:
     event = await asyncio.to_thread(watcher.start)
     if event is not None:
         await queue.put(event)
+    failure = None
     while True:
         await asyncio.sleep(settings.poll_interval)
-        event = await asyncio.to_thread(watcher.poll, time.monotonic())
+        try:
+            event = await asyncio.to_thread(watcher.poll, time.monotonic())
+        except Exception as exc:  # pylint: disable=broad-exception-caught
+            # A watcher that dies misses every later renewal: log (once per kind of failure) and poll on.
+            if repr(exc) != failure:
+                LOGGER.exception("polling failed; trying again in %s s", settings.poll_interval)
+            failure = repr(exc)
+            continue
+        failure = None
         if event is not None:
             await queue.put(event)
 

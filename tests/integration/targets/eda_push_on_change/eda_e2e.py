@@ -115,8 +115,9 @@ class Rulebook:
     """One ansible-rulebook process running ingress.haproxy.push_on_change."""
 
     def __init__(self, binary: str, java: str, work: str, variables: dict, inventory: str, environment: dict,
-                 extra_args: tuple[str, ...] = ()):
+                 extra_args: tuple[str, ...] = (), prefix: tuple[str, ...] = ()):
         self.binary = binary
+        self.prefix = prefix
         self.extra_args = extra_args
         self.java = java
         self.work = work
@@ -135,6 +136,7 @@ class Rulebook:
         env["JAVA_HOME"] = self.java
         env["PATH"] = os.pathsep.join([os.path.join(self.java, "bin"), env.get("PATH", "")])
         command = [
+            *self.prefix,
             self.binary,
             "--rulebook", "ingress.haproxy.push_on_change",
             "--inventory", self.inventory,
@@ -150,6 +152,13 @@ class Rulebook:
             )
         self.wait_for_log("Waiting for events", timeout=120)
         return self
+
+    def wait_for_exit(self, timeout: float) -> int:
+        """For a run that must stop by itself: its exit code."""
+        try:
+            return self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise Failure(f"ansible-rulebook still runs after {timeout} s:\n{self.tail()}") from None
 
     def __exit__(self, *exc_info) -> None:
         self.stop()
@@ -229,6 +238,11 @@ class Recorder:
         raise Failure(f"no {phase} of run {count} for {name!r} within {timeout} s; runs: {self.runs()}\n{rulebook.tail()}")
 
 
+# Root reads any file, so permission cases would not show: the watcher runs without the capabilities that
+# let root ignore file permissions (as an unprivileged user would; its Python lives under /root here).
+WITHOUT_FILE_PERMISSION_OVERRIDE = ("setpriv", "--bounding-set", "-dac_override,-dac_read_search", "--")
+
+
 def timing_cases(config: dict, rulebook_binary: str, java: str, work: str, ca) -> None:
     os.makedirs(work)
     watched = os.path.join(work, "watched")
@@ -242,7 +256,7 @@ def timing_cases(config: dict, rulebook_binary: str, java: str, work: str, ca) -
     recorder = Recorder(work)
     variables = {
         "cert_changes_paths": [watched],
-        "cert_changes_recursive": False,
+        "cert_changes_recursive": True,  # the hostile cases put a locked subdirectory in it
         "cert_changes_settle": SETTLE,
         "cert_changes_poll_interval": POLL_INTERVAL,
         "cert_changes_playbook": os.path.join(playbook_dir, "record_push.yml"),
@@ -252,7 +266,8 @@ def timing_cases(config: dict, rulebook_binary: str, java: str, work: str, ca) -
 
     # The rulebook's own execution_strategy must win over the command line's default.
     extra_args = ("--execution-strategy", "parallel")
-    with Rulebook(rulebook_binary, java, work, variables, inventory, environment, extra_args) as rulebook:
+    with Rulebook(rulebook_binary, java, work, variables, inventory, environment, extra_args,
+                  prefix=WITHOUT_FILE_PERMISSION_OVERRIDE) as rulebook:
         log("case 1: a new certificate file -> exactly one run within a few seconds")
         written = time.time()
         write_atomically(os.path.join(watched, "alpha.pem"), alpha[0] + alpha[1])
@@ -323,10 +338,73 @@ def timing_cases(config: dict, rulebook_binary: str, java: str, work: str, ca) -
         check(received < first["end"], "slow2's event should have come while slow1 was running (make the run longer)")
         check(second["start"] >= first["end"], f"slow2 started before slow1 ended: {first} {second}")
 
+        hostile_cases(rulebook, recorder, watched, ca)
+
         runs = recorder.runs()
         for earlier, later in zip(runs, runs[1:]):
             check(later["start"] >= earlier["end"], f"two runs overlapped: {earlier} {later}")
         log(f"no overlap among all {len(runs)} runs")
+
+
+def _logged(rulebook: Rulebook, *texts: str) -> list[str]:
+    return [line for line in rulebook.output().splitlines() if all(text in line for text in texts)]
+
+
+def hostile_cases(rulebook: Rulebook, recorder: Recorder, watched: str, ca) -> None:
+    """Issue 15: each hostile entry is logged once, the watcher stays alive and runs the push for the next change."""
+    started = time.monotonic()
+
+    def logged_once_and_next_change_pushed(name: str, logged: tuple[str, ...]) -> None:
+        """The hostile entry is in place: let a few polls see it, then a real change must still be run."""
+        time.sleep(SETTLE + 2 * POLL_INTERVAL)
+        write_atomically(os.path.join(watched, f"{name}.pem"), b"".join(make_pem(ca, name)))
+        (run,) = recorder.wait_for(rulebook, name)
+        check(run["names"] == [name], f"the run for {name} was given {run['names']}")
+        lines = _logged(rulebook, *logged)
+        check(len(lines) == 1, f"expected one log line with {logged}, found {lines}")
+
+    log("hostile 1: a symlink loop (ln -s loop.pem loop.pem) -> logged once, the next change is pushed")
+    os.symlink("loop.pem", os.path.join(watched, "loop.pem"))
+    logged_once_and_next_change_pushed("after-loop", ("loop.pem", "Too many levels of symbolic links"))
+    os.unlink(os.path.join(watched, "loop.pem"))
+
+    log("hostile 2: a subdirectory without execute permission -> logged once, the next change is pushed")
+    locked = os.path.join(watched, "locked")
+    os.makedirs(os.path.join(locked, "inner"))
+    os.chmod(locked, 0o600)  # no search permission, even for its owner
+    logged_once_and_next_change_pushed("after-locked", ("locked", "Permission denied"))
+    os.chmod(locked, 0o755)
+    shutil.rmtree(locked)
+
+    log("hostile 3: a FIFO named fifo.pem -> skipped with a log line, never opened; the next change is pushed")
+    os.mkfifo(os.path.join(watched, "fifo.pem"))
+    logged_once_and_next_change_pushed("after-fifo", ("fifo.pem", "not a regular file"))
+    os.unlink(os.path.join(watched, "fifo.pem"))
+
+    log("hostile 4: new content, chmod 000 before it is read, chmod 644 -> no run while unreadable, then one")
+    unreadable = os.path.join(watched, "unreadable.pem")
+    write_atomically(unreadable, b"".join(make_pem(ca, "unreadable")))
+    recorder.wait_for(rulebook, "unreadable")
+    with open(unreadable, "wb") as handle:  # in place: the inode stays, as with a plain rewrite
+        handle.write(b"".join(make_pem(ca, "unreadable")))
+    os.chmod(unreadable, 0o000)
+    time.sleep(QUIET)
+    check(len(recorder.runs_for("unreadable")) == 1, f"a run while the file was unreadable: {recorder.runs()}")
+    lines = _logged(rulebook, "unreadable", "Permission denied", "no event")
+    check(len(lines) == 1, f"expected one logged reason for the unreadable file, found {lines}")
+    os.chmod(unreadable, 0o644)  # size, mtime and inode unchanged
+    recorder.wait_for(rulebook, "unreadable", count=2)
+
+    log("hostile 5: the watched directory disappears and returns with a new certificate -> pushed")
+    away = watched + ".away"
+    os.rename(watched, away)
+    time.sleep(SETTLE + 2 * POLL_INTERVAL)
+    write_atomically(os.path.join(away, "returned.pem"), b"".join(make_pem(ca, "returned")))
+    os.rename(away, watched)
+    recorder.wait_for(rulebook, "returned")
+    check(len(_logged(rulebook, watched, "not a directory (yet)")) == 1, "the missing directory was not logged once")
+    rulebook.alive()
+    log(f"  the five hostile cases took {time.monotonic() - started:.1f} s; ansible-rulebook is still running")
 
 
 # --------------------------------------------------------------------------- the real push
@@ -395,16 +473,20 @@ def push_case(config: dict, rulebook_binary: str, java: str, work: str) -> None:
         state = lab.state
         ca = CertificateAuthority(*_lab_ca(state))
         letsencrypt = os.path.join(work, "letsencrypt")
-        certbot = CertbotLive(letsencrypt, "default")
+        # The item is `web`; certbot names its lineage after the domain: the event must name the item.
+        certbot = CertbotLive(letsencrypt, "default.lab.test")
         first_certificate, first_key = ca.issue(["default.lab.test"])
         certbot.renew(*_pem_pair(first_certificate, first_key))
         inventory = _push_inventory(config, work, state, letsencrypt)
-        variables = {
+        refused_inventory_file(rulebook_binary, java, work, inventory)
+        with open(os.path.join(inventory, "group_vars", "all.yml"), encoding="utf-8") as handle:
+            variables = yaml.safe_load(handle)  # the rulebook reads the items from the same settings
+        variables.update({
             "cert_changes_paths": [os.path.join(letsencrypt, "live")],
             "cert_changes_recursive": True,
             "cert_changes_settle": SETTLE,
             "cert_changes_poll_interval": POLL_INTERVAL,
-        }
+        })
         before = served_serials(state, "default.lab.test")
         log(f"push case: the lab's instances serve {before}")
         with Rulebook(rulebook_binary, java, work, variables, inventory, {}) as rulebook:
@@ -426,7 +508,7 @@ def push_case(config: dict, rulebook_binary: str, java: str, work: str) -> None:
             certbot.renew(certificate_pem, key_pem, key_written=key_pem[: len(key_pem) // 2])
             time.sleep(QUIET)
             check(len(playbook_recaps(rulebook.output())) == 1, f"a half-written key started a push:\n{rulebook.tail(120)}")
-            reasons = [line for line in rulebook.output().splitlines() if "cert_changes" in line and "default:" in line and "no event" in line]
+            reasons = [line for line in rulebook.output().splitlines() if "cert_changes" in line and "default.lab.test:" in line and "no event" in line]
             check(len(reasons) == 1, f"expected one logged reason for the half-written key, found {reasons}")
             log(f"  logged: {reasons[0].split(' - ', 3)[-1]}")
             now_served = served_serials(state, "default.lab.test")
@@ -439,6 +521,65 @@ def push_case(config: dict, rulebook_binary: str, java: str, work: str) -> None:
             log(f"  every instance serves serial {third_serial} {seconds:.1f} s after the key was complete")
             recaps = wait_for_recaps(rulebook, 2)
             check(recaps[1]["ok"], f"the push failed: {recaps[1]['text']}\n{rulebook.tail(120)}")
+
+        log("deploy hook case: certbot renews and runs the hook cert_watch installed -> every instance serves it")
+        hook = install_deploy_hook(config, work, inventory, letsencrypt)
+        fourth, fourth_key = ca.issue(["default.lab.test"])
+        certbot.renew(*_pem_pair(fourth, fourth_key))
+        started = time.monotonic()
+        environment = {**os.environ, "RENEWED_LINEAGE": certbot.live, "RENEWED_DOMAINS": "default.lab.test"}
+        result = subprocess.run([hook], env=environment, capture_output=True, text=True, timeout=300, check=False)
+        check(result.returncode == 0, f"the deploy hook failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+        now_served = served_serials(state, "default.lab.test")
+        check(set(now_served.values()) == {haproxy_serial(fourth)}, f"after the hook the instances serve {now_served}")
+        log(f"  the hook pushed serial {haproxy_serial(fourth)} to every instance in {time.monotonic() - started:.1f} s")
+
+
+def install_deploy_hook(config: dict, work: str, inventory: str, letsencrypt: str) -> str:
+    """Apply ingress.haproxy.cert_watch (no systemd here: files only) so that it writes certbot's deploy hook."""
+    with open(os.path.join(inventory, "group_vars", "all.yml"), encoding="utf-8") as handle:
+        settings = yaml.safe_load(handle)
+    variables = {
+        "cert_watch_manage_service": False,
+        "cert_watch_unit_dir": os.path.join(work, "units"),
+        "cert_watch_certbot_dir": letsencrypt,
+        "cert_watch_items": settings["certificates_items"],
+        "cert_watch_inventory": inventory,
+        "cert_watch_ansible_playbook": shutil.which("ansible-playbook"),
+        "cert_watch_lock_file": os.path.join(work, "push.lock"),
+    }
+    os.makedirs(variables["cert_watch_unit_dir"])
+    playbook = os.path.join(work, "install_cert_watch.yml")
+    with open(playbook, "w", encoding="utf-8") as handle:
+        yaml.safe_dump([{"name": "Install cert_watch", "hosts": "localhost", "gather_facts": False,
+                         "roles": ["ingress.haproxy.cert_watch"]}], handle)
+    with open(os.path.join(work, "install_cert_watch.json"), "w", encoding="utf-8") as handle:
+        json.dump(variables, handle)
+    result = subprocess.run(
+        ["ansible-playbook", "-i", "localhost,", "-c", "local", "-e", f"ansible_python_interpreter={config['ingress_lab_python']}",
+         "-e", f"@{handle.name}", playbook],
+        capture_output=True, text=True, timeout=300, check=False,
+    )
+    check(result.returncode == 0, f"installing cert_watch failed:\n{result.stdout[-3000:]}")
+    hook = os.path.join(letsencrypt, "renewal-hooks", "deploy", "ingress-haproxy-cert-watch.sh")
+    check(os.access(hook, os.X_OK), f"cert_watch wrote no executable {hook}")
+    return hook
+
+
+def refused_inventory_file(rulebook_binary: str, java: str, work: str, inventory: str) -> None:
+    """Issue 15: an inventory FILE with group_vars/ beside it would push without them: refused at start."""
+    log("inventory case: --inventory FILE with group_vars/ beside it -> ansible-rulebook stops at start, saying why")
+    hosts_file = os.path.join(inventory, "hosts.yml")
+    rulebook = Rulebook(rulebook_binary, java, work, {"cert_changes_paths": [work]}, hosts_file, {})
+    try:
+        with contextlib.suppress(Failure):
+            rulebook.__enter__()  # pylint: disable=unnecessary-dunder-call
+        code = rulebook.wait_for_exit(timeout=120)
+        message = "Pass a directory that holds the inventory and its group_vars/"
+        check(code != 0 and message in rulebook.output(), f"exit {code}, expected the refusal:\n{rulebook.tail()}")
+        log(f"  exit code {code}, logged: {message} ... --inventory {inventory}")
+    finally:
+        rulebook.stop()
 
 
 def playbook_recaps(output: str) -> list[dict]:
@@ -509,7 +650,14 @@ def _push_inventory(config: dict, work: str, state: dict, letsencrypt: str) -> s
     with open(os.path.join(inventory, "hosts.yml"), "w", encoding="utf-8") as handle:
         yaml.safe_dump(hosts, handle)
     settings = {
-        "certificates_items": [{"name": "default", "domains": ["default.lab.test"], "haproxy_path": "/etc/haproxy/certs/default.pem"}],
+        "certificates_items": [
+            {
+                "name": "web",
+                "domains": ["default.lab.test"],
+                "haproxy_path": "/etc/haproxy/certs/default.pem",
+                "certbot_live": os.path.join(letsencrypt, "live", "default.lab.test"),
+            }
+        ],
         "certificates_source": "certbot",
         "certificates_certbot_live_dir": os.path.join(letsencrypt, "live"),
         "certificates_store_dir": os.path.join(work, "store"),

@@ -487,3 +487,338 @@ def test_stand_alone_command_reports_bad_arguments(tmp_path):
     )
     assert result.returncode == 1
     assert "'poll_interval' must be > 0" in result.stderr
+
+
+# --------------------------------------------------------------------------- hostile file systems (issue 15)
+#
+# Permissions do not stop root, and these tests run as root: the cases about permissions run in a
+# forked child that has become the unprivileged user nobody, on a directory of its own.
+
+NOBODY = 65534
+
+
+def as_nobody(scenario, directory) -> dict:
+    """Run scenario(directory) -> JSON-able result in a child process as nobody; its result, or its error."""
+    os.chown(directory, NOBODY, NOBODY)
+    os.chmod(directory, 0o755)
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        os.close(read_end)
+        try:
+            os.setgroups([])
+            os.setgid(NOBODY)
+            os.setuid(NOBODY)
+            result = {"result": scenario(directory)}
+        except BaseException as exc:  # pylint: disable=broad-exception-caught
+            result = {"error": f"{type(exc).__name__}: {exc}"}
+        with os.fdopen(write_end, "w") as handle:
+            json.dump(result, handle)
+        os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end) as handle:
+        output = handle.read()
+    os.waitpid(pid, 0)
+    outcome = json.loads(output)
+    assert "error" not in outcome, outcome["error"]
+    return outcome["result"]
+
+
+class LogLines(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record):
+        self.lines.append(record.getMessage())
+
+
+@pytest.fixture
+def log_lines():
+    handler = LogLines()
+    logger = logging.getLogger("ingress.haproxy.cert_changes")
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    yield handler.lines
+    logger.removeHandler(handler)
+
+
+@pytest.fixture
+def nobody_dir(tmp_path_factory):
+    import tempfile  # pylint: disable=import-outside-toplevel
+
+    directory = tempfile.mkdtemp(prefix="cert-changes-nobody-", dir="/tmp")
+    yield directory
+    subprocess.run(["chmod", "-R", "u+rwx", directory], check=False)
+    subprocess.run(["rm", "-rf", directory], check=False)
+
+
+def names_of(events: list[dict]) -> list[list[str]]:
+    return [event["cert_changes"]["names"] for event in events]
+
+
+def test_symlink_loop_is_logged_once_and_the_rest_is_watched(tmp_path, pairs, log_lines):
+    os.symlink("loop.pem", tmp_path / "loop.pem")
+    watcher = watcher_for(tmp_path)
+    for step in range(5):
+        assert watcher.poll(float(step)) is None
+    loop_lines = [line for line in log_lines if str(tmp_path / "loop.pem") in line]
+    assert len(loop_lines) == 1, log_lines
+    assert "Too many levels of symbolic links" in loop_lines[0]
+    write_atomically(tmp_path / "site.pem", bundle(pairs["one"]))
+    assert names_of(settle_events(watcher, 10.0)) == [["site"]]
+
+
+def test_fifo_is_never_opened_and_the_rest_is_watched(tmp_path, pairs, log_lines):
+    import threading  # pylint: disable=import-outside-toplevel
+
+    os.mkfifo(tmp_path / "fifo.pem")
+    settings = WatchSettings.from_args({"paths": [str(tmp_path)], "settle": SETTLE, "startup_event": True})
+    watcher = CertificateWatcher(settings)
+    # start() reads every certificate: an open() of the FIFO would block it for good
+    starting = threading.Thread(target=watcher.start, daemon=True)
+    starting.start()
+    starting.join(timeout=10)
+    if starting.is_alive():
+        os.close(os.open(tmp_path / "fifo.pem", os.O_WRONLY | os.O_NONBLOCK))  # release the blocked reader
+        pytest.fail("the watcher blocked on the FIFO")
+    write_atomically(tmp_path / "site.pem", bundle(pairs["one"]))
+    assert names_of(settle_events(watcher, 0.0)) == [["site"]]
+    fifo_lines = [line for line in log_lines if "fifo.pem" in line]
+    assert len(fifo_lines) == 1 and "is a fifo, not a regular file; skipped" in fifo_lines[0], log_lines
+
+
+def test_a_fifo_swapped_in_after_the_snapshot_is_not_waited_on(tmp_path):
+    os.mkfifo(tmp_path / "fifo.pem")
+    with pytest.raises(OSError, match="not a regular file"):
+        cert_changes.read_regular_file(str(tmp_path / "fifo.pem"))
+
+
+def test_socket_is_skipped(tmp_path, pairs, log_lines):
+    import socket  # pylint: disable=import-outside-toplevel
+
+    with socket.socket(socket.AF_UNIX) as server:
+        server.bind(str(tmp_path / "sock.pem"))
+        watcher = watcher_for(tmp_path)
+        write_atomically(tmp_path / "site.pem", bundle(pairs["one"]))
+        assert names_of(settle_events(watcher, 0.0)) == [["site"]]
+    assert any("sock.pem" in line and "is a socket" in line for line in log_lines)
+
+
+def _unsearchable_subdirectory(directory):
+    """As nobody: a subdirectory without execute permission in a watched tree, then a real change next to it."""
+    root = os.path.join(directory, "live")
+    locked = os.path.join(root, "locked")
+    os.makedirs(os.path.join(locked, "inner"))
+    os.chmod(locked, 0o600)  # listable names, but no search: is_dir() and stat() of entries fail
+    handler = LogLines()
+    logging.getLogger("ingress.haproxy.cert_changes").addHandler(handler)
+    pair = make_certificate("site.example.test")
+    watcher = CertificateWatcher(WatchSettings.from_args({"paths": [root], "recursive": True, "settle": SETTLE}))
+    watcher.start()
+    for step in range(4):
+        watcher.poll(float(step))
+    os.makedirs(os.path.join(root, "site"))
+    with open(os.path.join(root, "site", "fullchain.pem"), "wb") as handle:
+        handle.write(pair[0])
+    with open(os.path.join(root, "site", "privkey.pem"), "wb") as handle:
+        handle.write(pair[1])
+    events = settle_events(watcher, 10.0)
+    return {"names": names_of(events), "logs": handler.lines}
+
+
+def test_subdirectory_without_permission_is_logged_once_and_the_rest_is_watched(nobody_dir):
+    outcome = as_nobody(_unsearchable_subdirectory, nobody_dir)
+    assert outcome["names"] == [["site"]]
+    locked = [line for line in outcome["logs"] if "locked" in line]
+    assert len(locked) == 1 and "Permission denied" in locked[0], outcome["logs"]
+
+
+def _unreadable_then_readable(directory):
+    """As nobody: new content, chmod 000 before it was read, chmod 644: the new content is reported."""
+    path = os.path.join(directory, "site.pem")
+    first, second = make_certificate("one.example.test"), make_certificate("two.example.test")
+    with open(path, "wb") as handle:
+        handle.write(first[0] + first[1])
+    handler = LogLines()
+    logging.getLogger("ingress.haproxy.cert_changes").addHandler(handler)
+    watcher = CertificateWatcher(WatchSettings.from_args({"paths": [directory], "settle": SETTLE}))
+    watcher.start()
+    with open(path, "wb") as handle:
+        handle.write(second[0] + second[1])
+    os.chmod(path, 0o000)
+    while_unreadable = names_of(settle_events(watcher, 0.0))
+    os.chmod(path, 0o644)  # size, mtime and inode stay the same
+    after = settle_events(watcher, 100.0)
+    # the same dance without a change of content: nothing to report
+    os.chmod(path, 0o000)
+    settle_events(watcher, 200.0)
+    os.chmod(path, 0o644)
+    unchanged = names_of(settle_events(watcher, 300.0))
+    return {
+        "while_unreadable": while_unreadable,
+        "after": names_of(after),
+        "change": [entry["change"] for event in after for entry in event["cert_changes"]["certificates"]],
+        "unchanged": unchanged,
+        "logs": handler.lines,
+    }
+
+
+def test_file_that_becomes_readable_again_is_read_and_reported(nobody_dir):
+    outcome = as_nobody(_unreadable_then_readable, nobody_dir)
+    assert outcome["while_unreadable"] == []
+    assert outcome["after"] == [["site"]]
+    assert outcome["change"] == ["modified"]
+    assert outcome["unchanged"] == []
+    assert any("Permission denied" in line and "no event" in line for line in outcome["logs"]), outcome["logs"]
+
+
+def test_watched_directory_that_disappears_and_returns(tmp_path, pairs, log_lines):
+    root = tmp_path / "certs"
+    root.mkdir()
+    (root / "site.pem").write_bytes(bundle(pairs["one"]))
+    watcher = watcher_for(root)
+    os.rename(root, tmp_path / "away")
+    assert settle_events(watcher, 0.0) == []
+    assert any("not a directory (yet); watching for it" in line for line in log_lines)
+    os.rename(tmp_path / "away", root)  # back with the same content: nothing to push
+    assert settle_events(watcher, 100.0) == []
+    write_atomically(root / "site.pem", bundle(pairs["two"]))
+    assert names_of(settle_events(watcher, 200.0)) == [["site"]]
+    os.rename(root, tmp_path / "away")
+    settle_events(watcher, 300.0)
+    (tmp_path / "away" / "site.pem").write_bytes(bundle(pairs["three"]))
+    os.rename(tmp_path / "away", root)  # back with new content: pushed
+    assert names_of(settle_events(watcher, 400.0)) == [["site"]]
+
+
+def test_main_survives_a_failing_poll(tmp_path, pairs, monkeypatch, log_lines):
+    """Whatever goes wrong in one poll is logged once and the next polls go on."""
+    original = CertificateWatcher.poll
+    failures = {"left": 3}
+
+    def flaky(self, now):
+        if failures["left"]:
+            failures["left"] -= 1
+            raise RuntimeError("disk on fire")
+        return original(self, now)
+
+    monkeypatch.setattr(CertificateWatcher, "poll", flaky)
+
+    async def scenario() -> dict:
+        queue: asyncio.Queue = asyncio.Queue()
+        task = asyncio.create_task(cert_changes.main(queue, {"paths": [str(tmp_path)], "settle": 0.3, "poll_interval": 0.1}))
+        try:
+            await asyncio.sleep(0.5)
+            write_atomically(tmp_path / "site.pem", bundle(pairs["one"]))
+            return await asyncio.wait_for(queue.get(), timeout=10)
+        finally:
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+
+    assert asyncio.run(scenario())["cert_changes"]["names"] == ["site"]
+    assert len([line for line in log_lines if line.startswith("polling failed")]) == 1
+
+
+# --------------------------------------------------------------------------- certificates_items names (issue 15)
+
+
+def test_events_name_the_items_by_their_source_path(tmp_path, pairs, log_lines):
+    live = tmp_path / "letsencrypt" / "live"
+    secrets = tmp_path / "secrets"
+    bundles = tmp_path / "store" / "bundles"
+    for directory in (live / "www.example.com", live / "orphan.example.com", secrets / "api", bundles, tmp_path / "own"):
+        directory.mkdir(parents=True)
+    items = [
+        {"name": "www", "domains": ["www.example.com"], "certbot_live": str(live / "www.example.com")},
+        {"name": "api", "haproxy_path": "/etc/haproxy/certs/api.pem"},  # certificates_tls_secret_dir/api
+        {"name": "files", "fullchain": str(tmp_path / "own" / "full.pem"), "privatekey": str(tmp_path / "own" / "full.key")},
+        {"name": "bundled"},  # its bundle in certificates_bundle_dir (store_dir/bundles)
+    ]
+    watcher = watcher_for(
+        live, secrets, bundles, tmp_path / "own", recursive=True, items=items,
+        tls_secret_dir=str(secrets), store_dir=str(tmp_path / "store"), certbot_live_dir=str(live),
+    )
+    for directory in (live / "www.example.com", live / "orphan.example.com"):
+        (directory / "fullchain.pem").write_bytes(pairs["one"][0])
+        (directory / "privkey.pem").write_bytes(pairs["one"][1])
+    (secrets / "api" / "tls.crt").write_bytes(pairs["two"][0])
+    (secrets / "api" / "tls.key").write_bytes(pairs["two"][1])
+    (tmp_path / "own" / "full.pem").write_bytes(pairs["three"][0])
+    (tmp_path / "own" / "full.key").write_bytes(pairs["three"][1])
+    (bundles / "bundled.pem").write_bytes(bundle(pairs["one"]))
+    (events,) = settle_events(watcher, 0.0)
+    assert events["cert_changes"]["names"] == ["api", "bundled", "files", "www"]
+    by_name = {entry["name"]: entry["items"] for entry in events["cert_changes"]["certificates"]}
+    assert by_name == {"www.example.com": ["www"], "api": ["api"], "full": ["files"], "bundled": ["bundled"]}
+    assert any("orphan.example.com" in line and "source of no entry of certificates_items" in line for line in log_lines)
+
+
+def test_only_unknown_sources_give_no_event(tmp_path, pairs):
+    watcher = watcher_for(tmp_path, items=[{"name": "www", "certbot_live": "/etc/letsencrypt/live/www"}])
+    write_atomically(tmp_path / "site.pem", bundle(pairs["one"]))
+    assert settle_events(watcher, 0.0) == []
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        ({"items": "www"}, "'items' must be a list"),
+        ({"items": [{"domains": ["a"]}]}, r"'items\[0\]' must be a dict with a 'name'"),
+        ({"items": [{"name": "www", "certbot_live": ["x"]}]}, r"'items\[0\].certbot_live' \(www\) must be a path"),
+        ({"store_dir": 3}, "'store_dir' must be a directory"),
+        ({"check_inventory": "maybe"}, "'check_inventory' must be a boolean"),
+    ],
+)
+def test_bad_item_arguments_name_the_argument(args, message):
+    with pytest.raises(CertChangesError, match=message):
+        WatchSettings.from_args({"paths": ["/x"], **args})
+
+
+# --------------------------------------------------------------------------- inventory beside group_vars (issue 15)
+
+
+def test_inventory_file_with_group_vars_beside_it_is_refused(tmp_path):
+    (tmp_path / "hosts.ini").write_text("localhost\n")
+    assert cert_changes.inventory_problem(["--rulebook", "x", "-i", str(tmp_path / "hosts.ini")]) is None
+    (tmp_path / "group_vars").mkdir()
+    for argv in (["-i", str(tmp_path / "hosts.ini")], [f"--inventory={tmp_path / 'hosts.ini'}"], [f"-i{tmp_path / 'hosts.ini'}"]):
+        problem = cert_changes.inventory_problem(argv)
+        assert problem is not None and "group_vars/" in problem and f"--inventory {tmp_path}" in problem
+    assert cert_changes.inventory_problem(["--inventory", str(tmp_path)]) is None  # the directory is fine
+
+
+def test_main_refuses_an_inventory_file_with_group_vars_beside_it(tmp_path, monkeypatch):
+    (tmp_path / "hosts.ini").write_text("localhost\n")
+    (tmp_path / "group_vars").mkdir()
+    monkeypatch.setattr(sys, "argv", ["/opt/eda/bin/ansible-rulebook", "--inventory", str(tmp_path / "hosts.ini")])
+    with pytest.raises(CertChangesError, match="pass a directory|Pass a directory"):
+        asyncio.run(cert_changes.main(asyncio.Queue(), {"paths": [str(tmp_path)]}))
+
+    async def start_and_stop():  # turned off, it starts (and is cancelled here at once)
+        task = asyncio.create_task(cert_changes.main(asyncio.Queue(), {"paths": [str(tmp_path)], "check_inventory": False}))
+        await asyncio.sleep(0.2)
+        assert not task.done()
+        task.cancel()
+
+    asyncio.run(start_and_stop())
+
+
+# --------------------------------------------------------------------------- documentation (issue 12)
+
+
+def test_documentation_blocks_are_valid_yaml():
+    import yaml  # pylint: disable=import-outside-toplevel
+
+    documentation = yaml.safe_load(cert_changes.DOCUMENTATION)
+    assert documentation["name"] == "cert_changes"
+    assert all(isinstance(line, str) for line in documentation["description"])
+    assert {"paths", "items", "check_inventory"} <= set(documentation["options"])
+    assert yaml.safe_load(cert_changes.RETURN)["cert_changes"]["contains"]["names"]
+    assert len(yaml.safe_load(cert_changes.EXAMPLES)) == 2
+    # every argument from_args knows is documented (path is the documented alias of paths)
+    source = open(cert_changes.__file__, encoding="utf-8").read()
+    known = source.split("known = {", 1)[1].split("}", 1)[0]
+    arguments = {word.strip().strip('"') for word in known.replace("\n", " ").split(",") if word.strip()}
+    assert arguments - {"path"} == set(documentation["options"])
