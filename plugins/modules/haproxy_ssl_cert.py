@@ -387,6 +387,7 @@ from ansible_collections.ingress.haproxy.plugins.module_utils import _pem
 from ansible_collections.ingress.haproxy.plugins.module_utils import _runtime_api as api
 from ansible_collections.ingress.haproxy.plugins.module_utils._ssl_cert_converge import (
     ConvergeError,
+    converge_endpoint,
     describe_paths,
     diff_of,
     items_from_params,
@@ -418,7 +419,7 @@ def _converge_one(module):
         error = "%s on %s: %s" % (describe_paths(item["path"] for item in items_from_params(params)),
                                   params["endpoint"], exc)
     else:
-        results, error, warnings = fanout.converge_endpoint(
+        results, error, warnings = converge_endpoint(
             endpoint, requests, process=process, timeout=params["timeout"], bufsize=params["tune_bufsize"],
             check_mode=module.check_mode, force=params["force"], abort_pending=params["abort_pending"])
     for warning in warnings:

@@ -69,7 +69,7 @@ def _closed_port():
     (["127.0.0.1:9999"], {"process": "1"}, "process '1' is not a master CLI prefix"),
     (["127.0.0.1:9999"], {"concurrency": 0}, "concurrency must be a whole number of at least 1"),
     ([{"endpoint": "127.0.0.1:9999", "certdir": "/x"}], {}, "endpoints[0]: unknown key(s) certdir"),
-    ([{"endpoint": "127.0.0.1:9999", "cert_dir": "/a b"}], {}, "endpoints[0]: cert_dir '/a b' must be one word"),
+    ([{"endpoint": "127.0.0.1:9999", "cert_dir": "/a b"}], {}, "endpoints[0]: cert_dir '/a b' holds ' '"),
     ([{"endpoint": "/m.sock", "process": "@1"}, {"endpoint": "unix:/m.sock", "process": "@1"}], {},
      "endpoints[1] (unix:/m.sock) is the same endpoint as endpoints[0]"),
     ([{"process": "@1"}], {}, "endpoints[0] is empty"),
