@@ -224,6 +224,12 @@ def prepare_requests(items, endpoint, process=None, bufsize=api.DEFAULT_BUFSIZE,
         if path in seen:
             raise ConvergeError("certificate %s on %s: it is listed twice; nothing was sent" % (path, endpoint))
         seen.add(path)
+        if isinstance(path, str) and path.strip():
+            # Every name before any bundle is read: an unsafe one is reported as such, whatever else is wrong.
+            try:
+                _check_word(path, "path")
+            except _Invalid as exc:
+                raise ConvergeError("certificate %s on %s: %s; nothing was sent" % (path, endpoint, exc))
     for index, item in enumerate(items):
         path = item.get("path")
         where = "certificates[%d]" % index

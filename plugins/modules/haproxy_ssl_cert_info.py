@@ -156,6 +156,8 @@ def main():
     params = module.params
     status, warnings, error = None, [], None
     try:
+        for index, path in enumerate(params["paths"] or []):
+            api.check_name(path, "paths[%d]" % index)
         with api.RuntimeSession(params["endpoint"], process=params["process"], timeout=params["timeout"]) as session:
             status, warnings = read_status(session, params["paths"])
     except (api.RuntimeApiError, StatusParseError) as exc:
