@@ -32,7 +32,7 @@ JAVA_HOME   ?= $(shell readlink -f /usr/bin/java 2>/dev/null | sed 's:/bin/java$
 INTEGRATION_TARGETS ?=
 UNITS ?=
 
-.PHONY: help setup collection sanity units lab-selftest integration lint build test demo bench clean
+.PHONY: help setup collection sanity units lab-selftest integration lint build test demo bench soak clean
 
 help:
 	@echo "make demo    run the main job on the loopback lab"
@@ -77,6 +77,14 @@ integration: collection
 	mkdir -p $(WORK)/lab
 	cd $(COLL) && { rc=0; ansible-test integration --local --python 3.12 --color no $(INTEGRATION_TARGETS) || rc=$$?; \
 		$(PY) tests/lab/lab.py stop-all --root $(WORK)/lab || true; exit $$rc; }
+
+# Not part of `make test`: the concurrent-writers target for SOAK_ROUNDS rounds.
+SOAK_ROUNDS ?= 1000
+soak: collection
+	printf 'haproxy_ssl_cert_concurrent_rounds: %s\n' '$(SOAK_ROUNDS)' >> $(COLL)/tests/integration/integration_config.yml
+	mkdir -p $(WORK)/lab
+	cd $(COLL) && { rc=0; ansible-test integration --local --python 3.12 --color no -v haproxy_ssl_cert_concurrent \
+		|| rc=$$?; $(PY) tests/lab/lab.py stop-all --root $(WORK)/lab || true; exit $$rc; }
 
 lint: collection
 	cd $(COLL) && ansible-lint --profile production

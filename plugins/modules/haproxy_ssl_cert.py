@@ -39,8 +39,21 @@ description:
     connects. One on another certificate is waited for up to O(timeout) seconds, then reported by name, or aborted
     with O(abort_pending=true). Every C(set) reply is checked to name the module's own certificate, because
     HAProxy builds without the 2024 fix (such as Debian 12's 2.6.12) answer a C(set) on B while A is open by
-    putting B's content into A's transaction. A transaction left open on one of the module's own certificates (by
-    an earlier run that died) is replaced.
+    putting B's content into A's transaction; that transaction is then aborted at once (it holds content meant for
+    another name, and its owner's commit must fail rather than serve it) and the module sends again. A transaction
+    left open on one of the module's own certificates (by an earlier run that died) is replaced.
+  - Another client writing certificates to the same process at the same time is survived. After the commit the
+    module reads what HAProxy holds; when it is not the bundle (another client's C(set) landed in the
+    transaction), it sends the bundle again until HAProxy holds it or O(timeout) runs out (each certificate's
+    RV(certificates[].retries) counts the extra tries). The failure names every certificate that still holds
+    foreign content and what it holds.
+  - Runs of this module on one host that change the same HAProxy process take turns, whichever endpoint they
+    reach it by. The process is recognised by C(show info) (node, pid and start time); the lock is an exclusive
+    C(flock) on a file in a private directory under the system temp dir (C($TMPDIR/ingress.haproxy-locks-UID)),
+    released when the run ends or dies; a run waits for it at most O(timeout) seconds. Check mode takes no lock.
+  - Names are sent as words of HAProxy's command line, which splits a line at C(;) and at whitespace and treats
+    backslash and quotes specially. A O(path), O(crt_list), SNI filter, O(endpoints[].cert_dir) or word of
+    O(crt_list_options) holding any of them, or a control character, is refused before anything is sent.
   - Changes are made in memory only. Write the bundle where HAProxy loads it at start as well (for example with
     M(ingress.haproxy.haproxy_cert_bundle)) so a restart serves the same certificate.
 author:
@@ -94,6 +107,10 @@ options:
       - The result is then RV(instances), one entry per endpoint in this order, instead of RV(certificates).
       - An endpoint listed twice (with the same process) is refused, since two sessions on one process would race
         each other's transactions.
+      - Endpoints that reach the same HAProxy process by different addresses (its unix and TCP sockets, the master
+        CLI, an IPv4 and an IPv6 address) are recognised by C(show info) (node, pid, start time) and converged once,
+        through the first of them; its RV(instances[].aliases) lists the others, whose entries repeat its outcome
+        with RV(instances[].alias_of). An alias with another C(cert_dir) or C(crt_list) fails, sending nothing.
       - Exactly one of O(endpoint) and O(endpoints) is required.
     type: list
     elements: raw
@@ -342,6 +359,13 @@ certificates:
       description: An open transaction on this certificate, left by an earlier run, was replaced.
       type: bool
       returned: when it happened
+    retries:
+      description:
+        - How many times the certificate was sent again because another client got in the way (its transaction
+          was open, or its C(set) landed in ours and HAProxy held something else after the commit).
+      type: int
+      returned: when it happened
+      version_added: 0.2.0
 instances:
   description:
     - One entry per endpoint of O(endpoints), in the order they were given.
@@ -367,6 +391,19 @@ instances:
       description: Whether any certificate changed on this endpoint.
       type: bool
       sample: true
+    aliases:
+      description: The other endpoints of O(endpoints) that reach the same HAProxy process; converged through this one.
+      type: list
+      elements: str
+      returned: when there are any
+      sample: [/run/haproxy/admin.sock]
+      version_added: 0.2.0
+    alias_of:
+      description: This endpoint reaches the same HAProxy process as this earlier one; its outcome is repeated here.
+      type: str
+      returned: for an alias
+      sample: 127.0.0.11:9999
+      version_added: 0.2.0
     certificates:
       description:
         - One entry per certificate, in the order they were given, with the same keys as RV(certificates); C(path)

@@ -14,16 +14,12 @@ saw not one byte.
 
 from __future__ import annotations
 
-import json
-import os
 import socket
-import subprocess
-import sys
 import threading
 
 import pytest
 
-MODULES = "ansible_collections.ingress.haproxy.plugins.modules."
+from ansible_collections.ingress.haproxy.tests.unit.plugins.module_runner import run_module
 
 
 class RecordingProxy:
@@ -81,16 +77,6 @@ def proxy(start_lab):
     relay = RecordingProxy(start_lab(preload=1)["instances"][0]["runtime_tcp"])
     yield relay
     relay.close()
-
-
-def run_module(name, args, tmp_path):
-    """Run a module as Ansible does (its arguments from a file); return its JSON result."""
-    args_file = tmp_path / "args.json"
-    args_file.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": dict(args, _ansible_check_mode=False)}))
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(path for path in sys.path if path))
-    completed = subprocess.run([sys.executable, "-m", MODULES + name, str(args_file)], capture_output=True,
-                               text=True, env=env, timeout=60, check=False)
-    return json.loads(completed.stdout)
 
 
 BUNDLE_PATH = "/etc/haproxy/certs/www.pem"
