@@ -26,10 +26,12 @@ import stat
 import tempfile
 import time
 
+from ansible_collections.ingress.haproxy.plugins.module_utils._errors import IngressError
+
 POLL_SECONDS = 0.05
 
 
-class LockError(Exception):
+class LockError(IngressError):
     """The lock could not be taken: held too long by another run, or its directory is unsafe."""
 
 

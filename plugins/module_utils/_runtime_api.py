@@ -27,6 +27,8 @@ import re
 import socket
 import time
 
+from ansible_collections.ingress.haproxy.plugins.module_utils._errors import IngressError
+
 DEFAULT_TIMEOUT = 10.0
 # HAProxy's default tune.bufsize. A command (line + payload) must stay below it:
 # 2.6.12 closes the connection without a reply when it is larger, and crashes
@@ -55,7 +57,7 @@ _OTHER_TRANSACTION_RE = re.compile(r"The ongoing transaction is about '(?P<path>
 _UNSAFE_NAME_CHARS = frozenset(";\\'\"`")
 
 
-class RuntimeApiError(Exception):
+class RuntimeApiError(IngressError):
     """Any failure talking to HAProxy's Runtime API.
 
     ``endpoint`` is the endpoint as the user wrote it, ``command`` the command
@@ -64,13 +66,9 @@ class RuntimeApiError(Exception):
 
     def __init__(self, message, endpoint=None, command=None, reply=None):
         super().__init__(message)
-        self.message = message
         self.endpoint = endpoint
         self.command = command
         self.reply = reply
-
-    def __str__(self):
-        return self.message
 
 
 class EndpointError(RuntimeApiError):

@@ -21,6 +21,7 @@ import time
 import warnings
 
 from ansible_collections.ingress.haproxy.plugins.module_utils import _pem
+from ansible_collections.ingress.haproxy.plugins.module_utils._errors import IngressError
 from ansible_collections.ingress.haproxy.plugins.module_utils import _runtime_api as api
 from ansible_collections.ingress.haproxy.plugins.module_utils._process_lock import LockError, ProcessLock
 from ansible_collections.ingress.haproxy.plugins.module_utils._ssl_cert_status import (
@@ -39,19 +40,15 @@ CONFLICT_POLL_SECONDS = 0.25
 VERIFY_BATCH = api.PIPELINE_MAX_COMMANDS
 
 
-class ConvergeError(Exception):
+class ConvergeError(IngressError):
     """A certificate could not be converged; the message names the certificate, the endpoint and the reason.
 
     ``results`` holds what was done before the failure (input order).
     """
 
-    def __init__(self, message, results=None):
-        super().__init__(message)
-        self.message = message
+    def __init__(self, message, results=None, **result):
+        super().__init__(message, **result)
         self.results = results or []
-
-    def __str__(self):
-        return self.message
 
 
 def _one_line(reply):

@@ -163,15 +163,13 @@ def prepare_variants(targets, items, bufsize=api.DEFAULT_BUFSIZE, allow_expired=
 
 
 def identify(target, timeout=api.DEFAULT_TIMEOUT, bufsize=api.DEFAULT_BUFSIZE):
-    """The identity (``RuntimeSession.process_identity``) of the process a target reaches; None when unreachable.
-
-    An unreachable target is converged (and fails) on its own, with its own error.
-    """
+    """``(identity, None)`` of the process a target reaches (``RuntimeSession.process_identity``), or
+    ``(None, error)`` when it cannot be reached: that error is then the target's outcome (no second wait)."""
     try:
         with api.RuntimeSession(target.endpoint, process=target.process, timeout=timeout, bufsize=bufsize) as session:
-            return session.process_identity()
-    except api.RuntimeApiError:
-        return None
+            return session.process_identity(), None
+    except api.RuntimeApiError as exc:
+        return None, exc
 
 
 def group_aliases(targets, identities):
@@ -218,12 +216,22 @@ def converge_endpoints(targets, variants, timeout=api.DEFAULT_TIMEOUT, bufsize=a
     def identity(target):
         return identify(target, timeout=timeout, bufsize=bufsize)
 
+    unreachable = {}
+
     def one(target):
+        if id(target) in unreachable:
+            requests = variants[target.variant]
+            return [], "%s on %s: %s" % (describe_paths(request.path for request in requests), target,
+                                         unreachable[id(target)]), []
         return converge_endpoint(target.endpoint, variants[target.variant], process=target.process, timeout=timeout,
                                  bufsize=bufsize, check_mode=check_mode, force=force, abort_pending=abort_pending)
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        aliases = group_aliases(targets, list(pool.map(identity, targets))) if len(targets) > 1 else {}
+        aliases = {}
+        if len(targets) > 1:
+            identities = list(pool.map(identity, targets))
+            unreachable = {id(target): error for target, (dummy, error) in zip(targets, identities) if error}
+            aliases = group_aliases(targets, [known for known, dummy in identities])
         primaries = [target for index, target in enumerate(targets) if index not in aliases]
         outcomes = dict(zip(map(id, primaries), pool.map(one, primaries)))
     instances, warnings = [None] * len(targets), []

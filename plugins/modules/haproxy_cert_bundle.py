@@ -32,6 +32,7 @@ author:
   - ingress.haproxy maintainers (@ingress)
 extends_documentation_fragment:
   - ingress.haproxy._attributes
+  - ingress.haproxy._cryptography
 attributes:
   check_mode:
     support: full
@@ -233,8 +234,6 @@ notes:
   - DH parameters found in a source are kept after the key, as HAProxy reads them from the same file.
   - HAProxy cannot compute a fingerprint of Ed25519 or Ed448 certificates; such bundles are written as any other, and
     RV(key_type) says which it is.
-requirements:
-  - cryptography >= 37.0.0
 seealso:
   - module: ingress.haproxy.haproxy_ssl_cert
     description: Push the bundle into running HAProxy processes without a reload.
@@ -402,15 +401,14 @@ import stat
 import tempfile
 import time
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.ingress.haproxy.plugins.module_utils._errors import IngressError
 from ansible_collections.ingress.haproxy.plugins.module_utils._pem import (
-    CRYPTOGRAPHY_IMPORT_ERROR,
-    CRYPTOGRAPHY_REQUIREMENT,
-    HAS_CRYPTOGRAPHY,
     PemError,
     build_bundle,
     read_file,
+    require_cryptography,
     summarize_certificate,
 )
 
@@ -618,7 +616,7 @@ class BundlesError(PemError):
     """One or more entries of bundles are invalid; nothing was written. errors: index, dest and reason of each."""
 
     def __init__(self, message: str, errors: list[dict]):
-        super().__init__(message)
+        super().__init__(message, errors=errors)
         self.errors = errors
 
 
@@ -626,7 +624,7 @@ class BundleWriteError(PemError):
     """Writing one entry of bundles failed after every entry was validated; results: the entries done before."""
 
     def __init__(self, message: str, results: list[dict]):
-        super().__init__(message)
+        super().__init__(message, bundles=results, changed=any(item["changed"] for item in results))
         self.results = results
 
 
@@ -783,23 +781,16 @@ def main() -> None:
         required_one_of=[["dest", "bundles"]],
         supports_check_mode=True,
     )
-    if not HAS_CRYPTOGRAPHY:
-        module.fail_json(msg=missing_required_lib(CRYPTOGRAPHY_REQUIREMENT), exception=CRYPTOGRAPHY_IMPORT_ERROR)
-    failure = None
     try:
+        require_cryptography()
         if module.params["dest"] is not None and not any(module.params[option] for option in LEAF_OPTIONS):
             raise PemError("one of the following is required: %s" % ", ".join(LEAF_OPTIONS))
         result = run(module)
-    except BundlesError as exc:
-        failure = dict(msg=str(exc), errors=exc.errors)
-    except BundleWriteError as exc:
-        failure = dict(msg=str(exc), bundles=exc.results, changed=any(item["changed"] for item in exc.results))
-    except PemError as exc:
-        failure = dict(msg=str(exc))
-    if failure is not None:
-        module.fail_json(**failure)
-    module.exit_json(**result)
-
+    except IngressError as exc:
+        # The one place this module fails.
+        exc.do_fail(module)
+    else:
+        module.exit_json(**result)
 
 if __name__ == "__main__":
     main()

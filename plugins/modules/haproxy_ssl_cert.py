@@ -60,6 +60,7 @@ author:
   - ingress.haproxy maintainers (@ingress-haproxy)
 extends_documentation_fragment:
   - ingress.haproxy._attributes
+  - ingress.haproxy._cryptography
   - ingress.haproxy.runtime_api
 attributes:
   check_mode:
@@ -215,8 +216,6 @@ options:
         must fit it; the module splits or refuses bundles that would not, before sending.
     type: int
     default: 16384
-requirements:
-  - cryptography >= 41.0.0
 notes:
   - HAProxy 2.4 or newer. The module parses C(show ssl cert) by field name, so the lines newer versions add do not
     matter.
@@ -418,10 +417,11 @@ instances:
                         not_after: "2027-05-26T21:16:32Z", names: [www.example.com]}}]
 """
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.ingress.haproxy.plugins.module_utils import _pem
 from ansible_collections.ingress.haproxy.plugins.module_utils import _runtime_api as api
+from ansible_collections.ingress.haproxy.plugins.module_utils._errors import IngressError
 from ansible_collections.ingress.haproxy.plugins.module_utils._ssl_cert_converge import (
     ConvergeError,
     converge_endpoint,
@@ -443,45 +443,36 @@ def _check_bufsize(params, where):
 def _converge_one(module):
     """endpoint: the result is ``certificates``."""
     params = module.params
-    results, error, warnings = [], None, []
     try:
         endpoint = api.parse_endpoint(params["endpoint"])
         process = api.check_process(params["process"], endpoint=params["endpoint"])
-        _check_bufsize(params, params["endpoint"])
-        requests = prepare_requests(items_from_params(params), endpoint, process=process,
-                                    bufsize=params["tune_bufsize"], allow_expired=params["allow_expired"])
-    except ConvergeError as exc:
-        error = exc.message
     except api.RuntimeApiError as exc:
-        error = "%s on %s: %s" % (describe_paths(item["path"] for item in items_from_params(params)),
-                                  params["endpoint"], exc)
-    else:
-        results, error, warnings = converge_endpoint(
-            endpoint, requests, process=process, timeout=params["timeout"], bufsize=params["tune_bufsize"],
-            check_mode=module.check_mode, force=params["force"], abort_pending=params["abort_pending"])
+        raise ConvergeError("%s on %s: %s" % (describe_paths(item["path"] for item in items_from_params(params)),
+                                              params["endpoint"], exc), certificates=[], changed=False)
+    _check_bufsize(params, params["endpoint"])
+    requests = prepare_requests(items_from_params(params), endpoint, process=process,
+                                bufsize=params["tune_bufsize"], allow_expired=params["allow_expired"])
+    results, error, warnings = converge_endpoint(
+        endpoint, requests, process=process, timeout=params["timeout"], bufsize=params["tune_bufsize"],
+        check_mode=module.check_mode, force=params["force"], abort_pending=params["abort_pending"])
     for warning in warnings:
         module.warn(warning)
     changed = any(result.get("changed") for result in results)
     if error is not None:
-        module.fail_json(msg=error, certificates=results, changed=changed)
+        raise ConvergeError(error, certificates=results, changed=changed)
     output = dict(changed=changed, certificates=results)
     if module._diff:
         output["diff"] = diff_of(results)
-    module.exit_json(**output)
+    return output
 
 
 def _converge_many(module):
     """endpoints: every bundle validated once, then each endpoint in its own thread; the result is ``instances``."""
     params = module.params
-    try:
-        targets = fanout.parse_endpoints(params["endpoints"], process=params["process"],
-                                         concurrency=params["concurrency"])
-        _check_bufsize(params, fanout.describe_endpoints(targets))
-        variants = fanout.prepare_variants(targets, items_from_params(params), bufsize=params["tune_bufsize"],
-                                           allow_expired=params["allow_expired"])
-    except ConvergeError as exc:
-        module.fail_json(msg=exc.message, instances=[], changed=False)
-        return
+    targets = fanout.parse_endpoints(params["endpoints"], process=params["process"], concurrency=params["concurrency"])
+    _check_bufsize(params, fanout.describe_endpoints(targets))
+    variants = fanout.prepare_variants(targets, items_from_params(params), bufsize=params["tune_bufsize"],
+                                       allow_expired=params["allow_expired"])
     instances, warnings = fanout.converge_endpoints(
         targets, variants, timeout=params["timeout"], bufsize=params["tune_bufsize"],
         check_mode=module.check_mode, force=params["force"], abort_pending=params["abort_pending"],
@@ -491,11 +482,11 @@ def _converge_many(module):
     changed = any(instance["changed"] for instance in instances)
     error = fanout.failure_message(instances)
     if error is not None:
-        module.fail_json(msg=error, instances=instances, changed=changed)
+        raise ConvergeError(error, instances=instances, changed=changed)
     output = dict(changed=changed, instances=instances)
     if module._diff:
         output["diff"] = fanout.diff_of_instances(instances)
-    module.exit_json(**output)
+    return output
 
 
 def main():
@@ -539,13 +530,15 @@ def main():
         required_one_of=[("endpoint", "endpoints"), ("path", "certificates")],
         supports_check_mode=True,
     )
-    if not _pem.HAS_CRYPTOGRAPHY:
-        module.fail_json(msg=missing_required_lib(_pem.CRYPTOGRAPHY_REQUIREMENT),
-                         exception=_pem.CRYPTOGRAPHY_IMPORT_ERROR)
-    if module.params["endpoints"] is not None:
-        _converge_many(module)
+    many = module.params["endpoints"] is not None
+    try:
+        _pem.require_cryptography()
+        output = _converge_many(module) if many else _converge_one(module)
+    except IngressError as exc:
+        # The one place this module fails; a failure before any endpoint was reached has an empty result.
+        exc.do_fail(module, **dict({"instances" if many else "certificates": [], "changed": False}, **exc.result))
     else:
-        _converge_one(module)
+        module.exit_json(**output)
 
 
 if __name__ == "__main__":

@@ -14,62 +14,10 @@ saw not one byte.
 
 from __future__ import annotations
 
-import socket
-import threading
-
 import pytest
 
 from ansible_collections.ingress.haproxy.tests.unit.plugins.module_runner import run_module
-
-
-class RecordingProxy:
-    """A TCP relay to a real Runtime API that counts the connections and the bytes clients send."""
-
-    def __init__(self, upstream):
-        host, port = upstream.rsplit(":", 1)
-        self.upstream = (host, int(port))
-        self.listener = socket.socket()
-        self.listener.bind(("127.0.0.1", 0))
-        self.listener.listen(8)
-        self.endpoint = "127.0.0.1:%d" % self.listener.getsockname()[1]
-        self.connections = 0
-        self.bytes_sent = 0
-        self._lock = threading.Lock()
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self):
-        while True:
-            try:
-                client, dummy_address = self.listener.accept()
-            except OSError:
-                return
-            with self._lock:
-                self.connections += 1
-            server = socket.create_connection(self.upstream)
-            threading.Thread(target=self._relay, args=(client, server, True), daemon=True).start()
-            threading.Thread(target=self._relay, args=(server, client, False), daemon=True).start()
-
-    def _relay(self, source, sink, count):
-        try:
-            while True:
-                data = source.recv(65536)
-                if not data:
-                    break
-                if count:
-                    with self._lock:
-                        self.bytes_sent += len(data)
-                sink.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for end in (source, sink):
-                try:
-                    end.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-
-    def close(self):
-        self.listener.close()
+from ansible_collections.ingress.haproxy.tests.unit.plugins.recording_proxy import RecordingProxy
 
 
 @pytest.fixture

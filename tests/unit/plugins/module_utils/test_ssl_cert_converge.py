@@ -532,3 +532,23 @@ def test_verification_failure_names_the_certificate(lab, pki):
     assert [result["path"] for result in info.value.results] == [one, two]
     assert info.value.results[0]["after"]["fingerprint"] == first_leaf.fingerprint(hashes.SHA1()).hex().upper()
     assert _transaction(lab) is None
+
+
+def test_check_mode_warns_about_another_clients_transaction(lab, pki):
+    """The real run would wait for it (and may fail): check mode says so instead of a silent 'updated'."""
+    dummy_leaf, ours = pki.bundle("check-ours.test")
+    dummy_leaf, theirs = pki.bundle("check-theirs.test")
+    mine, other = _path(lab, 2), _path(lab, 3)
+    requests = prepare_requests([{"path": mine, "content": ours}], lab["runtime_tcp"])
+    with api.RuntimeSession(lab["runtime_unix"], timeout=5) as other_client:
+        other_client.set_ssl_cert(other, theirs)
+        try:
+            with api.RuntimeSession(lab["runtime_tcp"], timeout=5) as session:
+                converger = Converger(session, check_mode=True, wait=3)
+                results = converger.run(requests)
+        finally:
+            other_client.abort_ssl_cert(other)
+    assert results[0]["action"] == "updated"
+    assert converger.warnings == [
+        "a certificate transaction on %s is open on %s; a real run waits up to 3s for it, then fails" % (
+            other, lab["runtime_tcp"])]

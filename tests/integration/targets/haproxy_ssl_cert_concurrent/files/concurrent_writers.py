@@ -29,6 +29,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -73,6 +74,15 @@ def detail(lab_runtime, endpoint, path):
 
 
 def main():
+    work = tempfile.mkdtemp(prefix="concurrent-writers-")
+    try:
+        return run(work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def run(work):
+    """Every round and the checks; ``work`` holds the bundles, the module arguments and the lock dirs."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--state", required=True, help="the lab's state.json")
     parser.add_argument("--lab-dir", required=True, help="tests/lab (for the lab's own client and PKI)")
@@ -105,7 +115,6 @@ def main():
                "handshake_mismatch": 0, "writer_failures": 0, "unexplained_failures": 0, "retries": 0,
                "warnings": 0, "failures": [], "seconds": 0.0, "rerun_changed": None, "rerun_failed": None}
     started = time.monotonic()
-    work = tempfile.mkdtemp(prefix="concurrent-writers-")
     locks = {writer: tempfile.mkdtemp(prefix="lock-%s-" % writer, dir=work) for writer in writers}
     shared_lock = tempfile.mkdtemp(prefix="lock-shared-", dir=work)
     args = {}
