@@ -90,6 +90,7 @@ def run(work):
     parser.add_argument("--paths", type=int, default=40, help="how many of the preloaded certificates")
     parser.add_argument("--locks", choices=["separate", "shared", "alternate"], default="alternate")
     parser.add_argument("--handshakes", type=int, default=5, help="paths checked by TLS handshake each round")
+    parser.add_argument("--progress", help="rewrite the summary so far to this file after every round (long runs)")
     options = parser.parse_args()
 
     sys.path.insert(0, options.lab_dir)
@@ -167,6 +168,10 @@ def run(work):
             for line in listing.splitlines():
                 if line.startswith("*"):
                     runtime_command(writers["A"], "abort ssl cert %s" % line[1:])
+        if options.progress:
+            summary["seconds"] = round(time.monotonic() - started, 1)
+            with open(options.progress, "w") as handle:
+                json.dump(summary, handle)
     # A rerun converges; the one after it changes nothing.
     for attempt in range(2):
         result = finish(start_module(args["A"], work, "A", locks["A"]))
