@@ -136,6 +136,10 @@ options:
         description:
           - As O(backup). Defaults to the top-level O(backup).
         type: bool
+      follow:
+        description:
+          - As O(follow). Defaults to the top-level O(follow).
+        type: bool
   certbot_live:
     description:
       - A certbot C(live/NAME) directory. Its C(fullchain.pem) and C(privkey.pem) (symbolic links into C(archive/))
@@ -791,6 +795,7 @@ def main() -> None:
         exc.do_fail(module)
     else:
         module.exit_json(**result)
+
 
 if __name__ == "__main__":
     main()

@@ -52,7 +52,7 @@ description:
     C(flock) on a file in a private directory under the system temp dir (C($TMPDIR/ingress.haproxy-locks-UID)),
     released when the run ends or dies; a run waits for it at most O(timeout) seconds. Check mode takes no lock.
   - Names are sent as words of HAProxy's command line, which splits a line at C(;) and at whitespace and treats
-    backslash and quotes specially. A O(path), O(crt_list), SNI filter, O(endpoints[].cert_dir) or word of
+    backslash and quotes specially. A O(path), O(crt_list), SNI filter, C(cert_dir) of O(endpoints) or word of
     O(crt_list_options) holding any of them, or a control character, is refused before anything is sent.
   - Changes are made in memory only. Write the bundle where HAProxy loads it at start as well (for example with
     M(ingress.haproxy.haproxy_cert_bundle)) so a restart serves the same certificate.
