@@ -43,19 +43,27 @@ class RecordingProxy:
                 return
             with self._lock:
                 self.connections += 1
+                state = {"number": self.connections, "drop": False}
             server = socket.create_connection(self.upstream)
-            threading.Thread(target=self._relay, args=(client, server, True), daemon=True).start()
-            threading.Thread(target=self._relay, args=(server, client, False), daemon=True).start()
+            threading.Thread(target=self._relay, args=(client, server, True, state), daemon=True).start()
+            threading.Thread(target=self._relay, args=(server, client, False, state), daemon=True).start()
 
-    def _relay(self, source, sink, record):
+    def on_client_data(self, data, state):
+        """Hook, before a client's chunk is forwarded; ``state``: ``number`` (1 = first connection), ``drop``."""
+
+    def _relay(self, source, sink, from_client, state):
         try:
             while True:
                 data = source.recv(65536)
                 if not data:
                     break
-                if record:
+                if from_client:
                     with self._lock:
                         self.sent += data
+                    self.on_client_data(data, state)
+                elif state["drop"]:
+                    # Hang up on the client instead of passing the reply on.
+                    break
                 sink.sendall(data)
         except OSError:
             pass

@@ -30,6 +30,7 @@ from ansible_collections.ingress.haproxy.plugins.module_utils._ssl_cert_status i
     parse_cert_detail,
     parse_cert_list,
 )
+from ansible_collections.ingress.haproxy.tests.unit.plugins.recording_proxy import RecordingProxy
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -381,67 +382,19 @@ def test_refused_key_after_the_chain_is_aborted(lab, pki):
     assert after.fingerprint == before.fingerprint
 
 
-class _DroppingProxy:
+class _DroppingProxy(RecordingProxy):
     """A TCP relay to a real HAProxy that, on its first connection, hangs up on the client right
     after forwarding the command starting with ``trigger``: HAProxy acts on it, the client never
     hears back (a network drop no real HAProxy can be made to stage on demand). Later connections
     are relayed as they are."""
 
     def __init__(self, upstream, trigger):
-        import socket  # pylint: disable=import-outside-toplevel
-        import threading  # pylint: disable=import-outside-toplevel
-        self._socket, self._threading = socket, threading
-        host, port = upstream.rsplit(":", 1)
-        self.upstream = (host, int(port))
         self.trigger = trigger.encode()
-        self.listener = socket.socket()
-        self.listener.bind(("127.0.0.1", 0))
-        self.listener.listen(4)
-        self.endpoint = "127.0.0.1:%d" % self.listener.getsockname()[1]
-        self.connections = 0
-        threading.Thread(target=self._accept, daemon=True).start()
+        super().__init__(upstream)
 
-    def _accept(self):
-        while True:
-            try:
-                client, dummy_address = self.listener.accept()
-            except OSError:
-                return
-            server = self._socket.create_connection(self.upstream)
-            self.connections += 1
-            state = {"drop": False}
-            self._threading.Thread(target=self._to_server, args=(client, server, self.connections == 1, state),
-                                   daemon=True).start()
-            self._threading.Thread(target=self._to_client, args=(server, client, state), daemon=True).start()
-
-    def _to_server(self, client, server, armed, state):
-        try:
-            while True:
-                data = client.recv(65536)
-                if not data:
-                    break
-                if armed and data.startswith(self.trigger):
-                    state["drop"] = True
-                server.sendall(data)
-        except OSError:
-            pass
-
-    def _to_client(self, server, client, state):
-        try:
-            while True:
-                data = server.recv(65536)
-                if not data:
-                    break
-                if state["drop"]:
-                    client.shutdown(self._socket.SHUT_RDWR)
-                    client.close()
-                    return
-                client.sendall(data)
-        except OSError:
-            pass
-
-    def close(self):
-        self.listener.close()
+    def on_client_data(self, data, state):
+        if state["number"] == 1 and data.startswith(self.trigger):
+            state["drop"] = True
 
 
 def test_set_reply_lost_is_aborted_over_a_fresh_connection(lab, pki):
