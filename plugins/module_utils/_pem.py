@@ -13,7 +13,7 @@ is exactly one private key, it matches the leaf, the chain runs leaf -> issuers
 (checked by name and by signature), and the leaf is inside its validity window.
 
 No Ansible import: the cryptography import is guarded, and modules report a
-missing library with ``missing_required_lib(CRYPTOGRAPHY_REQUIREMENT)``.
+missing or too old library through ``require_cryptography()`` (its PemError says which version is needed).
 """
 
 from __future__ import annotations
@@ -28,11 +28,31 @@ import re
 import traceback
 import warnings
 
+from ansible_collections.ingress.haproxy.plugins.module_utils._errors import IngressError
 
-CRYPTOGRAPHY_REQUIREMENT = "cryptography >= 37.0.0"
+
+# The one place the collection states the cryptography it needs (padding.PSS.AUTO is 37.0's), checked at import.
+# requirements.txt and the _cryptography doc fragment repeat it; a unit test keeps all three equal.
+CRYPTOGRAPHY_MINIMUM = (37, 0, 0)
+CRYPTOGRAPHY_REQUIREMENT = "cryptography >= %d.%d.%d" % CRYPTOGRAPHY_MINIMUM
 _RSASSA_PSS = "1.2.840.113549.1.1.10"
 
+
+def version_tuple(text):
+    """``"38.0.4"`` -> ``(38, 0, 4)``; a part that is not a number ends it (``"42.0.0rc1"`` -> ``(42, 0)``)."""
+    numbers = []
+    for part in str(text).split("."):
+        match = re.match(r"\d+", part)
+        if match is None:
+            break
+        numbers.append(int(match.group()))
+        if match.group() != part:
+            break
+    return tuple(numbers)
+
+
 try:
+    import cryptography
     from cryptography import x509
     from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
     from cryptography.hazmat.primitives import hashes, serialization
@@ -40,12 +60,18 @@ try:
 except ImportError:
     HAS_CRYPTOGRAPHY = False
     CRYPTOGRAPHY_IMPORT_ERROR = traceback.format_exc()
+    CRYPTOGRAPHY_ERROR = ("the Python library %s is required on the host the module runs on, and it cannot be "
+                          "imported there (pip install 'cryptography>=%d.%d.%d', or the OS package python3-cryptography)"
+                          % ((CRYPTOGRAPHY_REQUIREMENT,) + CRYPTOGRAPHY_MINIMUM))
 else:
-    HAS_CRYPTOGRAPHY = True
     CRYPTOGRAPHY_IMPORT_ERROR = None
+    HAS_CRYPTOGRAPHY = version_tuple(cryptography.__version__) >= CRYPTOGRAPHY_MINIMUM
+    CRYPTOGRAPHY_ERROR = None if HAS_CRYPTOGRAPHY else (
+        "cryptography %s is installed on the host the module runs on; the collection needs %s (upgrade it: pip "
+        "install 'cryptography>=%d.%d.%d')" % ((cryptography.__version__, CRYPTOGRAPHY_REQUIREMENT) + CRYPTOGRAPHY_MINIMUM))
 
 
-class PemError(Exception):
+class PemError(IngressError):
     """A bundle or one of its sources is unusable; the message names the source and the reason."""
 
 
@@ -98,9 +124,11 @@ _OPENSSL_SHORT_NAMES = {
 }
 
 
-def _require_cryptography() -> None:
+def require_cryptography() -> None:
+    """Raise PemError saying which cryptography is needed, when it is missing or too old."""
     if not HAS_CRYPTOGRAPHY:
-        raise PemError("the Python library %s is required to read PEM bundles" % CRYPTOGRAPHY_REQUIREMENT)
+        traceback_text = {"exception": CRYPTOGRAPHY_IMPORT_ERROR} if CRYPTOGRAPHY_IMPORT_ERROR else {}
+        raise PemError(CRYPTOGRAPHY_ERROR, **traceback_text)
 
 
 def _utc_now(now: datetime.datetime | None) -> datetime.datetime:
@@ -420,7 +448,7 @@ def read_source(data: bytes | str, source: str, *, passphrase: bytes | str | Non
     Returns ``(certificates, keys, dh_parameters)`` as lists of items that remember
     the source; raises PemError naming the source when anything does not parse.
     """
-    _require_cryptography()
+    require_cryptography()
     raw = _to_bytes(data)
     certificates: list = []
     keys: list = []
@@ -557,7 +585,7 @@ def build_bundle(
     ``reorder`` the certificates are put in order leaf -> issuers; without it an
     order other than that is an error.
     """
-    _require_cryptography()
+    require_cryptography()
     certificates: list = []
     keys: list = []
     dh_parameters: list = []

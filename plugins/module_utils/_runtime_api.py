@@ -27,6 +27,8 @@ import re
 import socket
 import time
 
+from ansible_collections.ingress.haproxy.plugins.module_utils._errors import IngressError
+
 DEFAULT_TIMEOUT = 10.0
 # HAProxy's default tune.bufsize. A command (line + payload) must stay below it:
 # 2.6.12 closes the connection without a reply when it is larger, and crashes
@@ -50,9 +52,12 @@ _CONTINUATION_RE = re.compile(r"^(?:\+ )+")
 _LOCKED_TEXT = "Operations on certificates are currently locked!"
 _SET_REPLY_RE = re.compile(r"^Transaction (?:created|updated) for certificate (?P<path>.+)!$", re.MULTILINE)
 _OTHER_TRANSACTION_RE = re.compile(r"The ongoing transaction is about '(?P<path>[^']*)'")
+# What HAProxy's CLI parser splits or reinterprets in a word: ';' ends a command, whitespace splits
+# arguments, a backslash escapes and quotes group (2.x: `show ssl cert a;help` runs `help`).
+_UNSAFE_NAME_CHARS = frozenset(";\\'\"`")
 
 
-class RuntimeApiError(Exception):
+class RuntimeApiError(IngressError):
     """Any failure talking to HAProxy's Runtime API.
 
     ``endpoint`` is the endpoint as the user wrote it, ``command`` the command
@@ -61,13 +66,9 @@ class RuntimeApiError(Exception):
 
     def __init__(self, message, endpoint=None, command=None, reply=None):
         super().__init__(message)
-        self.message = message
         self.endpoint = endpoint
         self.command = command
         self.reply = reply
-
-    def __str__(self):
-        return self.message
 
 
 class EndpointError(RuntimeApiError):
@@ -103,15 +104,48 @@ class NotFound(CommandFailed):
 
 
 class TransactionConflict(CommandFailed):
-    """A certificate transaction on another certificate (``pending_path``) is open."""
+    """A certificate transaction on another certificate (``pending_path``) is open.
 
-    def __init__(self, message, pending_path, endpoint=None, command=None, reply=None):
+    ``polluted``: HAProxy did not refuse the ``set`` but put its payload into
+    that other transaction (Debian's 2.6.12 answers "Transaction updated for
+    certificate OTHER"), which now holds content meant for another name.
+    """
+
+    def __init__(self, message, pending_path, endpoint=None, command=None, reply=None, polluted=False):
         super().__init__(message, endpoint=endpoint, command=command, reply=reply)
         self.pending_path = pending_path
+        self.polluted = polluted
 
 
 class NoTransaction(CommandFailed):
     """``abort``/``commit`` found no open transaction."""
+
+
+class UnsafeName(RuntimeApiError):
+    """A name that HAProxy's CLI parser would split or reinterpret; nothing was sent."""
+
+
+class ProcessGone(ConnectionClosed):
+    """The connection was lost and a new one is refused: the HAProxy process stopped or was killed."""
+
+
+class CertificatesLocked(CommandFailed):
+    """HAProxy kept answering "Operations on certificates are currently locked!" past the retries."""
+
+
+def check_name(value, what="name"):
+    """Refuse a word HAProxy's CLI would split or reinterpret (``;``, whitespace, control characters, backslash,
+    quotes); return it unchanged when safe. Raises ``UnsafeName`` naming ``what`` and the character."""
+    if not isinstance(value, str) or not value:
+        raise UnsafeName("%s %r must be a non-empty word" % (what, value))
+    for char in value:
+        if char in _UNSAFE_NAME_CHARS or char.isspace() or ord(char) < 32 or ord(char) == 127:
+            raise UnsafeName(
+                "%s %r holds %r, which HAProxy's command line parser would split or reinterpret "
+                "(refused: ';', whitespace, control characters, backslash, quotes); nothing was sent"
+                % (what, value, char)
+            )
+    return value
 
 
 class Endpoint:
@@ -373,26 +407,56 @@ class RuntimeSession:
         data = self._encode_checked(command, payload)
         try:
             raw = self._exchange(data, command)
-        except ConnectionClosed as exc:
+        except (ConnectionClosed, ReplyTimeout) as exc:
             if payload is None or exc.reply:
                 raise
-            raise self._hung_up(exc, len(data))
+            raise self._explain_lost(exc, len(data))
         return self._reply_text(raw)
 
-    def _hung_up(self, exc, size):
-        # The silent hang-up is how HAProxy treats a command larger than its buffer: the
-        # likely cause is a tune.bufsize smaller than the one this client was told.
+    def _reconnect_refused(self):
+        """True when a new connection to the endpoint is refused: the process is gone, not just this connection."""
+        probe = RuntimeSession(self.endpoint, process=self.process, timeout=min(self.timeout, 1.0),
+                               bufsize=self.bufsize)
+        try:
+            probe.open()
+        except ConnectError:
+            return True
+        except RuntimeApiError:
+            # Accepted but silent (a worker spinning on an oversized command, say): not proof it is gone.
+            return False
+        probe.close()
+        return False
+
+    def _explain_lost(self, exc, size):
+        """Why a payload command got no reply: the process went away, or (likely) it did not fit tune.bufsize."""
+        if isinstance(exc, ConnectionClosed) and self._reconnect_refused():
+            return self._error(
+                ProcessGone,
+                "%s, and a new connection is refused: the HAProxy process at %s stopped or was killed"
+                % (exc.message, self.endpoint),
+                command=exc.command, reply="",
+            )
+        # HAProxy up to 3.2 hangs up on a command larger than its buffer; 3.3+ gives no reply at all (the
+        # worker spins). Either way the likely cause is a tune.bufsize smaller than the one this client was told.
         return self._error(
-            ConnectionClosed,
-            "%s; the command was %d bytes, and HAProxy hangs up like this on a command larger than its "
-            "tune.bufsize: if that is smaller than the %d assumed here, give the real value as tune_bufsize"
-            % (exc.message, size, self.bufsize),
+            type(exc),
+            "%s; the command was %d bytes, and HAProxy %s a command larger than its tune.bufsize: if that is "
+            "smaller than the %d assumed here, give the real value as tune_bufsize"
+            % (exc.message, size,
+               "hangs up like this on" if isinstance(exc, ConnectionClosed) else "(3.3 and later) never answers",
+               self.bufsize),
             command=exc.command, reply="",
         )
 
     def _encode_checked(self, command, payload):
         if "\n" in command or "\r" in command:
             raise self._error(CommandFailed, "a command is one line: %r" % command.splitlines()[0], command=command)
+        # The one gate every command passes: no word HAProxy's parser would split or reinterpret.
+        for word in command.split(" "):
+            try:
+                check_name(word, "a word of the command")
+            except UnsafeName as exc:
+                raise self._error(UnsafeName, "`%s` to %s: %s" % (command, self.endpoint, exc), command=command)
         data = encode_command(command, payload, self.process)
         if payload is not None and len(data) > self.max_command_bytes:
             raise self._error(
@@ -485,16 +549,25 @@ class RuntimeSession:
                 end += 1
             try:
                 replies.extend(self._reply_text(raw) for raw in self._exchange_batch(encoded[start:end]))
-            except ConnectionClosed as exc:
+            except (ConnectionClosed, ReplyTimeout) as exc:
                 if exc.command not in with_payload or exc.reply:
                     raise
-                raise self._hung_up(exc, with_payload[exc.command])
+                raise self._explain_lost(exc, with_payload[exc.command])
             start = end
         return replies
 
     # -- checked commands ---------------------------------------------------
 
     def _fail(self, command, reply, what):
+        if _LOCKED_TEXT in reply:
+            raise self._error(
+                CertificatesLocked,
+                "HAProxy at %s still answers `%s` with %r after %gs of retries: another client's commit may be "
+                "running long; if this lasts, HAProxy's certificate lock is stuck (seen on 3.4 after two "
+                "concurrent writers) and only a restart of the process clears it"
+                % (self.endpoint, command, _LOCKED_TEXT, min(LOCK_RETRY_SECONDS, self.timeout)),
+                command=command, reply=reply,
+            )
         if reply.strip() == "Permission denied":
             raise self._error(
                 PermissionDenied,
@@ -522,6 +595,30 @@ class RuntimeSession:
                 return reply
             time.sleep(delay)
             delay = min(delay * 2, 0.5)
+
+    def show_info(self):
+        """``show info`` as a dict of field name to text."""
+        command = "show info"
+        reply = self.execute(command)
+        fields = {}
+        for line in reply.splitlines():
+            name, separator, value = line.partition(": ")
+            if separator:
+                fields[name.strip()] = value.strip()
+        if "Pid" not in fields:
+            return self._fail(command, reply, "expected the process information (Pid: ...)")
+        return fields
+
+    def process_identity(self):
+        """Which HAProxy process answers: ``NODE/PID/START`` from ``show info``.
+
+        The same for every endpoint that reaches this process (its unix and TCP
+        sockets, the master CLI with ``@1``, IPv4 and IPv6), different after a
+        restart. ``Start_time_sec`` (2.6 and later) tells a new process with a
+        reused pid apart; without it the identity is node and pid.
+        """
+        fields = self.show_info()
+        return "%s/%s/%s" % (fields.get("node", ""), fields["Pid"], fields.get("Start_time_sec", "-"))
 
     def cli_level(self):
         """``admin``, ``operator`` or ``user``; None when the HAProxy is too old to say."""
@@ -607,9 +704,9 @@ class RuntimeSession:
             if named not in (path, expected):
                 raise self._error(
                     TransactionConflict,
-                    "a certificate transaction on %s is open on %s: HAProxy answered `%s` with %r"
-                    % (named, self.endpoint, command, _one_line(reply)),
-                    pending_path=named, command=command, reply=reply,
+                    "a certificate transaction on %s is open on %s: HAProxy answered `%s` with %r and put this "
+                    "payload into that transaction" % (named, self.endpoint, command, _one_line(reply)),
+                    pending_path=named, command=command, reply=reply, polluted=True,
                 )
             return named
         return self._fail(command, reply, "expected 'Transaction created/updated for certificate %s!'" % path)

@@ -21,7 +21,9 @@ import time
 import warnings
 
 from ansible_collections.ingress.haproxy.plugins.module_utils import _pem
+from ansible_collections.ingress.haproxy.plugins.module_utils._errors import IngressError
 from ansible_collections.ingress.haproxy.plugins.module_utils import _runtime_api as api
+from ansible_collections.ingress.haproxy.plugins.module_utils._process_lock import LockError, ProcessLock
 from ansible_collections.ingress.haproxy.plugins.module_utils._ssl_cert_status import (
     StatusParseError,
     certificate_summary,
@@ -38,19 +40,15 @@ CONFLICT_POLL_SECONDS = 0.25
 VERIFY_BATCH = api.PIPELINE_MAX_COMMANDS
 
 
-class ConvergeError(Exception):
+class ConvergeError(IngressError):
     """A certificate could not be converged; the message names the certificate, the endpoint and the reason.
 
     ``results`` holds what was done before the failure (input order).
     """
 
-    def __init__(self, message, results=None):
-        super().__init__(message)
-        self.message = message
+    def __init__(self, message, results=None, **result):
+        super().__init__(message, **result)
         self.results = results or []
-
-    def __str__(self):
-        return self.message
 
 
 def _one_line(reply):
@@ -134,13 +132,36 @@ class Request:
         return " ".join(parts)
 
 
+class _Retry(Exception):
+    """Another writer got in the way of one push; worth sending again (the message says why)."""
+
+
+class _Foreign(Exception):
+    """After commit and every retry, a certificate holds something other than its bundle."""
+
+    def __init__(self, path, detail, retries):
+        super().__init__(path)
+        self.path = path
+        self.detail = detail
+        self.retries = retries
+
+    def __str__(self):
+        if self.detail is None:
+            return "%s is no longer listed" % self.path
+        return "%s holds serial %s (SHA1 %s, names %s) after %d retries" % (
+            self.path, self.detail.serial, self.detail.fingerprint, ", ".join(self.detail.names) or "none",
+            self.retries)
+
+
 class _Invalid(Exception):
     """One certificate's parameters are unusable (the caller adds which certificate and where)."""
 
 
 def _check_word(value, what):
-    if not isinstance(value, str) or not value or any(char.isspace() for char in value):
-        raise _Invalid("%s %r must be one word without whitespace" % (what, value))
+    try:
+        api.check_name(value, what)
+    except api.UnsafeName as exc:
+        raise _Invalid(exc.message.replace("; nothing was sent", ""))
 
 
 def _plan_payloads(path, bundle, process, bufsize):
@@ -200,6 +221,12 @@ def prepare_requests(items, endpoint, process=None, bufsize=api.DEFAULT_BUFSIZE,
         if path in seen:
             raise ConvergeError("certificate %s on %s: it is listed twice; nothing was sent" % (path, endpoint))
         seen.add(path)
+        if isinstance(path, str) and path.strip():
+            # Every name before any bundle is read: an unsafe one is reported as such, whatever else is wrong.
+            try:
+                _check_word(path, "path")
+            except _Invalid as exc:
+                raise ConvergeError("certificate %s on %s: %s; nothing was sent" % (path, endpoint, exc))
     for index, item in enumerate(items):
         path = item.get("path")
         where = "certificates[%d]" % index
@@ -214,9 +241,14 @@ def prepare_requests(items, endpoint, process=None, bufsize=api.DEFAULT_BUFSIZE,
             if crt_list is not None:
                 _check_word(crt_list, "crt_list")
             if options is not None:
-                if any(char in options for char in "[]\r\n\0"):
-                    raise _Invalid("crt_list_options %r must not hold brackets or line breaks (give the options "
-                                   "without the surrounding [ ])" % options)
+                if any(char in options for char in "[]"):
+                    raise _Invalid("crt_list_options %r must not hold brackets (give the options without the "
+                                   "surrounding [ ])" % options)
+                if any(ord(char) < 32 or ord(char) == 127 for char in options):
+                    raise _Invalid("crt_list_options %r must not hold line breaks or control characters" % options)
+                for word in options.split(" "):
+                    if word:
+                        _check_word(word, "a word of crt_list_options")
                 options = " ".join(options.split()) or None
             for sni in filters:
                 _check_word(sni, "SNI filter")
@@ -342,7 +374,28 @@ class Converger:
             return " (abort ssl cert %s failed too: %s)" % (path, exc)
         return ""
 
-    def _push(self, request, retried=False):
+    def _push(self, request, result):
+        """set and commit until HAProxy takes them, or ``wait`` runs out; the tries after the first count as retries.
+
+        Another writer on the same process shows in the replies: its open
+        transaction (waited for, or aborted with abort_pending), our payload
+        put into its transaction (aborted at once: it holds content meant for
+        another name), or our transaction aborted before our commit.
+        """
+        deadline = time.monotonic() + self.wait
+        delay = CONFLICT_POLL_SECONDS
+        while True:
+            try:
+                return self._push_once(request)
+            except _Retry as retry:
+                if time.monotonic() + delay > deadline:
+                    raise self._fail(request.path, "%s; still so after %d retries in %gs, nothing of ours was "
+                                     "committed" % (retry, result.get("retries", 0), self.wait))
+            result["retries"] = result.get("retries", 0) + 1
+            time.sleep(delay)
+            delay = min(delay * 2, 1.0)
+
+    def _push_once(self, request):
         """set (once, or chain then key) and commit; abort ours on any failure after the first set."""
         sent = pipelined = False
         try:
@@ -357,28 +410,41 @@ class Converger:
                     self.session.set_ssl_cert(target, payload)
                 self.session.commit_ssl_cert(request.path)
         except api.TransactionConflict as exc:
-            # Another client opened a transaction after we read the listing. Debian's 2.6.12 answers a
-            # set on B while A is open by updating A: A now holds our payload, and ours holds nothing.
-            if self.abort_pending and not retried:
-                self.session.abort_ssl_cert(exc.pending_path)
-                self.warnings.append("aborted the open certificate transaction on %s (abort_pending) on %s"
-                                     % (exc.pending_path, self.endpoint))
-                return self._push(request, retried=True)
-            raise self._fail(
-                request.path,
-                "another certificate transaction, on %s, is open (HAProxy answered: %s); nothing of ours was "
-                "committed. HAProxy builds without the 2024 fix have put this payload into that transaction: "
-                "abort it before anyone commits it (abort_pending: true does)"
-                % (exc.pending_path, _one_line(exc.reply)),
-            )
+            self._resolve_conflict(request, exc)
+        except api.NoTransaction as exc:
+            if not sent:
+                raise self._fail(request.path, str(exc))
+            # Another client aborted our transaction between our set and our commit.
+            raise _Retry("our transaction on %s was aborted by another client before our commit (%s)"
+                         % (request.path, _one_line(exc.reply)))
         except api.RuntimeApiError as exc:
             extra = ""
-            if sent and isinstance(exc, (api.ConnectionClosed, api.ReplyTimeout)):
+            if sent and isinstance(exc, api.ProcessGone):
+                extra = " (its transactions went with it; nothing is left open)"
+            elif sent and isinstance(exc, (api.ConnectionClosed, api.ReplyTimeout)):
                 extra = self._abort_after_reconnect(request, pipelined)
             elif sent:
                 extra = self._abort_quietly(request.path)
             raise self._fail(request.path, "%s%s" % (exc, extra))
         return None
+
+    def _resolve_conflict(self, request, exc):
+        """Another certificate's transaction got in our way: always raises (_Retry, or the failure)."""
+        if exc.polluted:
+            # Debian's 2.6.12 put our payload into the other writer's open transaction: abort it now, so
+            # that writer's commit fails (and it sends again) instead of serving our certificate under its name.
+            extra = self._abort_quietly(exc.pending_path)
+            self.warnings.append(
+                "HAProxy at %s put the bundle for %s into the open transaction on %s (another client's); that "
+                "transaction was aborted so it cannot serve content meant for another name%s"
+                % (self.endpoint, request.path, exc.pending_path, extra))
+            raise _Retry("HAProxy put our payload into the open transaction on %s (aborted)" % exc.pending_path)
+        if self.abort_pending:
+            extra = self._abort_quietly(exc.pending_path)
+            self.warnings.append("aborted the open certificate transaction on %s (abort_pending) on %s%s"
+                                 % (exc.pending_path, self.endpoint, extra))
+        raise _Retry("another certificate transaction, on %s, is open (HAProxy answered: %s)"
+                     % (exc.pending_path, _one_line(exc.reply)))
 
     def _abort_after_reconnect(self, request, pipelined=False):
         """The connection died mid-transaction: abort on a fresh connection so nothing stays open.
@@ -397,6 +463,9 @@ class Converger:
                     detail = parse_cert_detail(fresh.show_ssl_cert(path))
                 except api.NotFound:
                     detail = None
+        except (api.ConnectError, api.ReplyTimeout) as exc:
+            return (" (and a new connection fails: the HAProxy process at %s stopped or was killed, its open "
+                    "transaction with it: %s)" % (self.endpoint, exc))
         except (api.RuntimeApiError, StatusParseError) as exc:
             return " (could not abort the transaction on %s afterwards: %s)" % (path, exc)
         if detail is not None and (detail.serial, detail.fingerprint) == (request.serial, request.fingerprint):
@@ -404,11 +473,21 @@ class Converger:
                     "the new certificate, serial %s; no transaction is left open)" % request.serial)
         return " (HAProxy still serves the previous certificate; no transaction is left open)"
 
-    def _verify(self, request):
-        return self._check_committed(request, self._detail(request.path))
+    def _verify(self, request, result):
+        try:
+            return self._heal_if_foreign(request, result, self._detail(request.path))
+        except _Foreign as exc:
+            raise self._fail(request.path, "after commit HAProxy holds content other than the bundle (another client "
+                             "wrote to the same process at the same time) and sending again within %gs did not "
+                             "repair it: %s" % (self.wait, exc))
 
     def _verify_pending(self):
-        """Verify every committed, not yet verified certificate with one pipelined batch of shows."""
+        """Verify every committed, not yet verified certificate with one pipelined batch of shows.
+
+        One that holds something else (a foreign ``set`` landed in our
+        transaction) is pushed again until it holds the bundle; the failure
+        names every certificate that still holds foreign content.
+        """
         pending, self._unverified = self._unverified, []
         if not pending:
             return
@@ -420,16 +499,26 @@ class Converger:
             raise ConvergeError("%s on %s: committed, but `show ssl cert` could not verify the new certificate: %s"
                                 % (describe_paths(request.path for request, dummy_result in pending),
                                    self.endpoint, exc), list(self.results))
+        foreign = []
         for position, ((request, result), raw) in enumerate(zip(pending, details)):
             try:
                 detail = None if raw is None else parse_cert_detail(raw)
-                result["after"] = self._check_committed(request, detail).summary()
+                result["after"] = self._heal_if_foreign(request, result, detail).summary()
+            except _Foreign as exc:
+                result["after"] = exc.detail.summary() if exc.detail is not None else None
+                foreign.append(exc)
             except (ConvergeError, StatusParseError) as exc:
                 self._unverified = pending[position + 1:]
                 self._settle_unverified()
                 if isinstance(exc, ConvergeError):
                     raise
                 raise self._fail(request.path, str(exc))
+        if foreign:
+            raise ConvergeError(
+                "%s on %s: after commit HAProxy holds content other than the bundle (another client wrote to "
+                "the same process at the same time) and sending again within %gs did not repair it: %s"
+                % (describe_paths(exc.path for exc in foreign), self.endpoint, self.wait,
+                   "; ".join(str(exc) for exc in foreign)), list(self.results))
 
     def _settle_unverified(self):
         """On failure: certificates committed but not verified report the bundle they were sent."""
@@ -437,19 +526,28 @@ class Converger:
         for request, result in pending:
             result["after"] = request.summary
 
-    def _check_committed(self, request, detail):
+    def _holds(self, request, detail):
         if detail is None:
-            raise self._fail(request.path, "after commit HAProxy no longer lists the certificate")
+            return False
         if detail.fingerprint is None:
-            if detail.serial != request.serial:
-                raise self._fail(request.path, "after commit HAProxy reports serial %s, expected %s"
-                                 % (detail.serial, request.serial))
-        elif (detail.serial, detail.fingerprint) != (request.serial, request.fingerprint):
-            raise self._fail(
-                request.path,
-                "after commit HAProxy reports serial %s / SHA1 %s, expected %s / %s"
-                % (detail.serial, detail.fingerprint, request.serial, request.fingerprint),
-            )
+            return detail.serial == request.serial
+        return (detail.serial, detail.fingerprint) == (request.serial, request.fingerprint)
+
+    def _heal_if_foreign(self, request, result, detail):
+        """The detail when it is the bundle; else push again (bounded by ``wait``) until it is, or raise _Foreign."""
+        deadline = time.monotonic() + self.wait
+        delay = CONFLICT_POLL_SECONDS
+        while not self._holds(request, detail):
+            if detail is None:
+                raise self._fail(request.path, "after commit HAProxy no longer lists the certificate")
+            if time.monotonic() + delay > deadline:
+                raise _Foreign(request.path, detail, result.get("retries", 0))
+            # Let the other writer finish first: pushing at once would most likely collide again.
+            time.sleep(delay)
+            delay = min(delay * 2, 1.0)
+            result["retries"] = result.get("retries", 0) + 1
+            self._push(request, result)
+            detail = self._detail(request.path)
         return detail
 
     # -- one certificate ---------------------------------------------------
@@ -495,11 +593,11 @@ class Converger:
         result.update(action="updated", changed=True, after=None)
         if replacing_leftover:
             result["replaced_transaction"] = True
+        self._clear_foreign_transaction(request.path)
         if self.check_mode:
             result["after"] = request.summary
             return
-        self._clear_foreign_transaction(request.path)
-        self._push(request)
+        self._push(request, result)
         # Verified with others in one pipelined batch (see run()).
         self._unverified.append((request, result))
 
@@ -513,9 +611,9 @@ class Converger:
             except api.RuntimeApiError as exc:
                 raise self._fail(request.path, "cannot add it to crt-list %s: %s; nothing was changed"
                                  % (request.crt_list, exc))
+        self._clear_foreign_transaction(request.path)
         if self.check_mode:
             return
-        self._clear_foreign_transaction(request.path)
         if new_store:
             try:
                 self.session.new_ssl_cert(request.path)
@@ -523,8 +621,8 @@ class Converger:
                 raise self._fail(request.path, str(exc))
             self.listing.add(request.path)
         try:
-            self._push(request)
-            result["after"] = self._verify(request).summary()
+            self._push(request, result)
+            result["after"] = self._verify(request, result).summary()
             if entries is not None and not any(entry.path == request.path for entry in entries):
                 self.session.add_ssl_crt_list(request.crt_list, request.crt_list_line())
                 self._crt_list_entries.pop(request.crt_list, None)
@@ -622,6 +720,39 @@ class Converger:
         except ConvergeError as exc:
             exc.results = [item for item in results if item is not None]
             raise
+
+
+def converge_endpoint(endpoint, requests, process=None, timeout=api.DEFAULT_TIMEOUT, bufsize=api.DEFAULT_BUFSIZE,
+                      check_mode=False, force=False, abort_pending=False):
+    """Converge ``requests`` (from ``prepare_requests``) on one endpoint over one session.
+
+    A real run holds the lock of the process it reached (``ProcessLock``, keyed
+    by ``show info``'s identity) while it converges, so runs on this machine
+    that reach the same process by any endpoint take turns; it waits for the
+    lock at most ``timeout`` seconds. Returns ``(results, error, warnings)``:
+    the per-certificate results (input order, as far as it got), the error
+    message or None, and the warnings. Never raises for a Runtime API,
+    locking or convergence failure: that is the error.
+    """
+    results, warnings, error, converger = [], [], None, None
+    try:
+        with api.RuntimeSession(endpoint, process=process, timeout=timeout, bufsize=bufsize) as session:
+            converger = Converger(session, check_mode=check_mode, force=force, abort_pending=abort_pending)
+            if check_mode:
+                results = converger.run(requests)
+            else:
+                session.require_admin()
+                with ProcessLock(session.process_identity()).acquire(timeout):
+                    results = converger.run(requests)
+    except ConvergeError as exc:
+        error, results = exc.message, exc.results
+    except (api.RuntimeApiError, LockError) as exc:
+        error = "%s on %s: %s" % (describe_paths(request.path for request in requests), endpoint, exc)
+        if isinstance(exc, LockError):
+            error += "; nothing was changed"
+    if converger is not None:
+        warnings = list(converger.warnings)
+    return results, error, warnings
 
 
 def diff_of(results):

@@ -26,7 +26,7 @@ from ansible_collections.ingress.haproxy.plugins.module_utils import _pem
 from ansible_collections.ingress.haproxy.plugins.module_utils import _runtime_api as api
 from ansible_collections.ingress.haproxy.plugins.module_utils._ssl_cert_converge import (
     ConvergeError,
-    Converger,
+    converge_endpoint,
     describe_paths,
     diff_of,
     prepare_requests,
@@ -75,9 +75,10 @@ def _optional_word(entry, key, where):
     value = entry.get(key)
     if value is None or value == "":
         return None
-    if not isinstance(value, str) or any(char.isspace() for char in value):
-        raise FanoutError("%s: %s %r must be one word without whitespace; nothing was sent" % (where, key, value))
-    return value
+    try:
+        return api.check_name(value, key)
+    except api.UnsafeName as exc:
+        raise FanoutError("%s: %s" % (where, exc))
 
 
 def parse_endpoints(entries, process=None, concurrency=DEFAULT_CONCURRENCY):
@@ -161,47 +162,83 @@ def prepare_variants(targets, items, bufsize=api.DEFAULT_BUFSIZE, allow_expired=
     return variants
 
 
-def converge_endpoint(endpoint, requests, process=None, timeout=api.DEFAULT_TIMEOUT, bufsize=api.DEFAULT_BUFSIZE,
-                      check_mode=False, force=False, abort_pending=False):
-    """Converge ``requests`` (from ``prepare_requests``) on one endpoint over one session.
-
-    Returns ``(results, error, warnings)``: the per-certificate results (input
-    order, as far as it got), the error message or None, and the warnings.
-    Never raises for a Runtime API or convergence failure: that is the error.
-    """
-    results, warnings, error, converger = [], [], None, None
+def identify(target, timeout=api.DEFAULT_TIMEOUT, bufsize=api.DEFAULT_BUFSIZE):
+    """``(identity, None)`` of the process a target reaches (``RuntimeSession.process_identity``), or
+    ``(None, error)`` when it cannot be reached: that error is then the target's outcome (no second wait)."""
     try:
-        with api.RuntimeSession(endpoint, process=process, timeout=timeout, bufsize=bufsize) as session:
-            if not check_mode:
-                session.require_admin()
-            converger = Converger(session, check_mode=check_mode, force=force, abort_pending=abort_pending)
-            results = converger.run(requests)
-    except ConvergeError as exc:
-        error, results = exc.message, exc.results
+        with api.RuntimeSession(target.endpoint, process=target.process, timeout=timeout, bufsize=bufsize) as session:
+            return session.process_identity(), None
     except api.RuntimeApiError as exc:
-        error = "%s on %s: %s" % (describe_paths(request.path for request in requests), endpoint, exc)
-    if converger is not None:
-        warnings = list(converger.warnings)
-    return results, error, warnings
+        return None, exc
+
+
+def group_aliases(targets, identities):
+    """``{index: index of the first target reaching the same process}`` for every target that is an alias."""
+    first, aliases = {}, {}
+    for index, identity in enumerate(identities):
+        if identity is None:
+            continue
+        if identity in first:
+            aliases[index] = first[identity]
+        else:
+            first[identity] = index
+    return aliases
+
+
+def _alias_instance(target, primary_target, primary):
+    instance = dict(primary, endpoint=str(target), alias_of=str(primary_target))
+    instance.pop("aliases", None)
+    if (target.cert_dir, target.crt_list) != (primary_target.cert_dir, primary_target.crt_list):
+        instance.update(failed=True, changed=False, certificates=[], msg=(
+            "%s reaches the same HAProxy process as %s, which was converged, but names another cert_dir or "
+            "crt_list (%s, %s instead of %s, %s); nothing was sent through it"
+            % (target, primary_target, target.cert_dir, target.crt_list, primary_target.cert_dir,
+               primary_target.crt_list)))
+    elif primary["failed"]:
+        instance["msg"] = "the same HAProxy process as %s, which failed: %s" % (primary_target, primary["msg"])
+    return instance
 
 
 def converge_endpoints(targets, variants, timeout=api.DEFAULT_TIMEOUT, bufsize=api.DEFAULT_BUFSIZE,
                        check_mode=False, force=False, abort_pending=False, concurrency=DEFAULT_CONCURRENCY):
     """Converge every target (from ``parse_endpoints``) with its requests (from ``prepare_variants``), in parallel.
 
-    Returns ``(instances, warnings)``: one dict per target in input order,
-    ``{endpoint, failed, msg (on failure), changed, certificates}``, and the
+    Targets that reach the same process (same ``show info`` identity: its unix
+    and TCP sockets, the master CLI, IPv4 and IPv6) are converged once, through
+    the first of them: two sessions on one process would race each other's
+    transactions. Returns ``(instances, warnings)``: one dict per target in
+    input order, ``{endpoint, failed, msg (on failure), changed, certificates,
+    aliases (the other endpoints of the same process) or alias_of}``, and the
     warnings of all endpoints, each naming its endpoint.
     """
+    workers = max(1, min(concurrency, len(targets)))
+
+    def identity(target):
+        return identify(target, timeout=timeout, bufsize=bufsize)
+
+    unreachable = {}
 
     def one(target):
+        if id(target) in unreachable:
+            requests = variants[target.variant]
+            return [], "%s on %s: %s" % (describe_paths(request.path for request in requests), target,
+                                         unreachable[id(target)]), []
         return converge_endpoint(target.endpoint, variants[target.variant], process=target.process, timeout=timeout,
                                  bufsize=bufsize, check_mode=check_mode, force=force, abort_pending=abort_pending)
 
-    with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(targets)))) as pool:
-        outcomes = list(pool.map(one, targets))
-    instances, warnings = [], []
-    for target, (results, error, target_warnings) in zip(targets, outcomes):
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        aliases = {}
+        if len(targets) > 1:
+            identities = list(pool.map(identity, targets))
+            unreachable = {id(target): error for target, (dummy, error) in zip(targets, identities) if error}
+            aliases = group_aliases(targets, [known for known, dummy in identities])
+        primaries = [target for index, target in enumerate(targets) if index not in aliases]
+        outcomes = dict(zip(map(id, primaries), pool.map(one, primaries)))
+    instances, warnings = [None] * len(targets), []
+    for index, target in enumerate(targets):
+        if index in aliases:
+            continue
+        results, error, target_warnings = outcomes[id(target)]
         instance = {
             "endpoint": str(target),
             "failed": error is not None,
@@ -210,11 +247,16 @@ def converge_endpoints(targets, variants, timeout=api.DEFAULT_TIMEOUT, bufsize=a
         }
         if error is not None:
             instance["msg"] = error
-        instances.append(instance)
+        names = [str(targets[alias]) for alias, primary in sorted(aliases.items()) if primary == index]
+        if names:
+            instance["aliases"] = names
+        instances[index] = instance
         for warning in target_warnings:
             text = warning if str(target) in warning else "%s: %s" % (target, warning)
             if text not in warnings:
                 warnings.append(text)
+    for index, primary in aliases.items():
+        instances[index] = _alias_instance(targets[index], targets[primary], instances[primary])
     return instances, warnings
 
 

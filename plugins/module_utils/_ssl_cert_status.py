@@ -17,6 +17,8 @@ from __future__ import annotations
 import datetime
 import re
 
+from ansible_collections.ingress.haproxy.plugins.module_utils._errors import IngressError
+
 # The field names HAProxy prints in "show ssl cert NAME" (2.4 .. 3.3). Used to
 # split a line where HAProxy left out a newline: for key types other than
 # RSA/EC/DSA it stops after "Algorithm: " and the next field follows on the
@@ -49,7 +51,7 @@ _FIELD_KEYS = dict((field, field.lower().replace(" ", "_")) for field in KNOWN_F
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
-class StatusParseError(ValueError):
+class StatusParseError(IngressError, ValueError):
     """A reply does not have the shape of the command's output."""
 
 

@@ -28,13 +28,14 @@ import ssl
 import time
 
 from ansible_collections.ingress.haproxy.plugins.module_utils import _pem
+from ansible_collections.ingress.haproxy.plugins.module_utils._errors import IngressError
 
 DEFAULT_TIMEOUT = 5.0
 DEFAULT_CONCURRENCY = 16
 _FINGERPRINT_RE = re.compile(r"^[0-9A-F]{40}$")
 
 
-class ServedCertError(Exception):
+class ServedCertError(IngressError):
     """Any failure of this module_utils; the message says what and where."""
 
 

@@ -32,6 +32,7 @@ author:
   - ingress.haproxy maintainers (@ingress)
 extends_documentation_fragment:
   - ingress.haproxy._attributes
+  - ingress.haproxy._cryptography
 attributes:
   check_mode:
     support: full
@@ -49,7 +50,7 @@ options:
     description:
       - Path of the bundle to write, the file HAProxy loads with C(crt).
       - Its directory must exist.
-      - When O(dest) is a symbolic link, the file it points to is written.
+      - When O(dest) is a symbolic link it is replaced by a regular file, unless O(follow=true).
       - Required unless O(bundles) is given; mutually exclusive with O(bundles).
     type: path
   bundles:
@@ -135,6 +136,10 @@ options:
         description:
           - As O(backup). Defaults to the top-level O(backup).
         type: bool
+      follow:
+        description:
+          - As O(follow). Defaults to the top-level O(follow).
+        type: bool
   certbot_live:
     description:
       - A certbot C(live/NAME) directory. Its C(fullchain.pem) and C(privkey.pem) (symbolic links into C(archive/))
@@ -205,26 +210,34 @@ options:
   owner:
     description:
       - User (name or number) that owns O(dest).
-      - When not given, a replaced O(dest) keeps its owner; a new one belongs to the user the module runs as.
+      - When not given, a replaced regular O(dest) keeps its owner; a new one (or one written through a symbolic
+        link) belongs to the user the module runs as.
     type: str
   group:
     description:
       - Group (name or number) of O(dest).
-      - When not given, a replaced O(dest) keeps its group; a new one gets the group of the user the module runs as.
+      - When not given, a replaced regular O(dest) keeps its group; a new one (or one written through a symbolic
+        link) gets the group of the user the module runs as.
     type: str
   backup:
     description:
       - Keep a copy of the old O(dest) (mode C(0600) from its creation, then the old mode) before replacing it.
     type: bool
     default: false
+  follow:
+    description:
+      - When O(dest) is a symbolic link, write the file it points to instead of replacing the link by a regular file.
+      - The file written then gets O(owner) and O(group), or belongs to the user the module runs as; it never keeps
+        the owner of the link's target, who could otherwise read the private key.
+    type: bool
+    default: false
+    version_added: 0.2.0
 notes:
   - The certificates may come in any order and from several options; a certificate given twice (for example the
     leaf in O(certificate) and again in O(fullchain)) counts once.
   - DH parameters found in a source are kept after the key, as HAProxy reads them from the same file.
   - HAProxy cannot compute a fingerprint of Ed25519 or Ed448 certificates; such bundles are written as any other, and
     RV(key_type) says which it is.
-requirements:
-  - cryptography >= 37.0.0
 seealso:
   - module: ingress.haproxy.haproxy_ssl_cert
     description: Push the bundle into running HAProxy processes without a reload.
@@ -287,7 +300,7 @@ EXAMPLES = r"""
 
 RETURN = r"""
 dest:
-  description: The bundle's path (the file written, when O(dest) is a symbolic link).
+  description: The bundle's path (with O(follow=true), the file a symbolic link O(dest) points to).
   returned: success, without O(bundles)
   type: str
   sample: /etc/haproxy/certs/www.example.com.pem
@@ -392,15 +405,14 @@ import stat
 import tempfile
 import time
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.ingress.haproxy.plugins.module_utils._errors import IngressError
 from ansible_collections.ingress.haproxy.plugins.module_utils._pem import (
-    CRYPTOGRAPHY_IMPORT_ERROR,
-    CRYPTOGRAPHY_REQUIREMENT,
-    HAS_CRYPTOGRAPHY,
     PemError,
     build_bundle,
     read_file,
+    require_cryptography,
     summarize_certificate,
 )
 
@@ -417,7 +429,7 @@ SINGLE_SOURCES = FILE_OPTIONS + CONTENT_OPTIONS
 SOURCE_OPTIONS = tuple(LAYOUTS) + SINGLE_SOURCES
 # One of these must be given: they bring the leaf.
 LEAF_OPTIONS = ("certbot_live", "tls_secret_dir", "certificate", "fullchain", "certificate_content", "fullchain_content")
-SETTING_OPTIONS = ("privatekey_passphrase", "allow_expired", "mode", "owner", "group", "backup")
+SETTING_OPTIONS = ("privatekey_passphrase", "allow_expired", "mode", "owner", "group", "backup", "follow")
 # Every per-bundle option, without defaults: an entry of bundles that leaves one out takes the top-level value.
 BUNDLE_OPTIONS = dict(
     certbot_live=dict(type="path"),
@@ -436,8 +448,9 @@ BUNDLE_OPTIONS = dict(
     owner=dict(type="str"),
     group=dict(type="str"),
     backup=dict(type="bool"),
+    follow=dict(type="bool"),
 )
-TOP_LEVEL_DEFAULTS = dict(allow_expired=False, mode="0600", backup=False)
+TOP_LEVEL_DEFAULTS = dict(allow_expired=False, mode="0600", backup=False, follow=False)
 
 
 class DestinationError(PemError):
@@ -492,9 +505,12 @@ def resolve_group(group: str | None) -> int:
         raise DestinationError("group %r is not a group on this host" % group)
 
 
-def resolve_dest(dest: str) -> str:
-    """The path to write: dest itself, or the file a symlink dest points to. Its directory must exist."""
-    path = os.path.realpath(dest) if os.path.islink(dest) else dest
+def resolve_dest(dest: str, follow: bool = False) -> str:
+    """The path to write: dest itself (a symlink is replaced), or with ``follow`` the file it points to.
+
+    Its directory must exist.
+    """
+    path = os.path.realpath(dest) if follow and os.path.islink(dest) else dest
     directory = os.path.dirname(os.path.abspath(path))
     try:
         directory_status = os.stat(directory)
@@ -604,7 +620,7 @@ class BundlesError(PemError):
     """One or more entries of bundles are invalid; nothing was written. errors: index, dest and reason of each."""
 
     def __init__(self, message: str, errors: list[dict]):
-        super().__init__(message)
+        super().__init__(message, errors=errors)
         self.errors = errors
 
 
@@ -612,7 +628,7 @@ class BundleWriteError(PemError):
     """Writing one entry of bundles failed after every entry was validated; results: the entries done before."""
 
     def __init__(self, message: str, results: list[dict]):
-        super().__init__(message)
+        super().__init__(message, bundles=results, changed=any(item["changed"] for item in results))
         self.results = results
 
 
@@ -651,21 +667,28 @@ def plan_bundle(params: dict) -> dict:
     mode = parse_mode(params["mode"])
     uid = resolve_owner(params["owner"])
     gid = resolve_group(params["group"])
-    path = resolve_dest(params["dest"])
+    follow = bool(params.get("follow"))
+    path = resolve_dest(params["dest"], follow)
+    # A link is replaced, so what it points to is not "the old content"; followed, the file it points to
+    # is written, and its owner (maybe not ours) is not inherited.
+    link_replaced = os.path.islink(path)
+    inherit_owner = not follow or not os.path.islink(params["dest"])
     bundle = build_bundle(
         collect_sources(params),
         passphrase=params["privatekey_passphrase"],
         allow_expired=params["allow_expired"],
     )
     summary = bundle.summary.as_dict()
-    old = read_dest(path)
+    old = None if link_replaced else read_dest(path)
     return dict(
         params=params, path=path, mode=mode, uid=uid, gid=gid, old=old, new=bundle.to_pem().encode("ascii"),
-        summary=summary, chain=[item.subject for item in bundle.chain_summaries],
+        summary=summary, chain=[item.subject for item in bundle.chain_summaries], inherit_owner=inherit_owner,
+        link_replaced=link_replaced,
         diff={
             "before_header": path,
             "after_header": path,
-            "before": summary_for_diff(old, path),
+            "before": ({"content": "a symbolic link to %s (replaced by a regular file)" % os.readlink(path)}
+                       if link_replaced else summary_for_diff(old, path)),
             "after": {key: summary[key] for key in DIFF_KEYS},
         },
     )
@@ -685,9 +708,10 @@ def apply_plan(module: AnsibleModule, plan: dict) -> dict:
         if status.st_mode & 0o7777 != mode:
             diff["before"]["mode"] = "0%03o" % (status.st_mode & 0o7777)
             diff["after"]["mode"] = "0%03o" % mode
-        # A replaced file keeps its owner and group unless told otherwise.
-        uid = status.st_uid if uid == -1 else uid
-        gid = status.st_gid if gid == -1 else gid
+        if plan["inherit_owner"]:
+            # A replaced regular file keeps its owner and group unless told otherwise.
+            uid = status.st_uid if uid == -1 else uid
+            gid = status.st_gid if gid == -1 else gid
     if not module.check_mode:
         if old is not None and plan["params"]["backup"]:
             result["backup_file"] = backup_copy(path, old)
@@ -761,22 +785,16 @@ def main() -> None:
         required_one_of=[["dest", "bundles"]],
         supports_check_mode=True,
     )
-    if not HAS_CRYPTOGRAPHY:
-        module.fail_json(msg=missing_required_lib(CRYPTOGRAPHY_REQUIREMENT), exception=CRYPTOGRAPHY_IMPORT_ERROR)
-    failure = None
     try:
+        require_cryptography()
         if module.params["dest"] is not None and not any(module.params[option] for option in LEAF_OPTIONS):
             raise PemError("one of the following is required: %s" % ", ".join(LEAF_OPTIONS))
         result = run(module)
-    except BundlesError as exc:
-        failure = dict(msg=str(exc), errors=exc.errors)
-    except BundleWriteError as exc:
-        failure = dict(msg=str(exc), bundles=exc.results, changed=any(item["changed"] for item in exc.results))
-    except PemError as exc:
-        failure = dict(msg=str(exc))
-    if failure is not None:
-        module.fail_json(**failure)
-    module.exit_json(**result)
+    except IngressError as exc:
+        # The one place this module fails.
+        exc.do_fail(module)
+    else:
+        module.exit_json(**result)
 
 
 if __name__ == "__main__":

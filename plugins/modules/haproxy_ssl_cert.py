@@ -39,14 +39,28 @@ description:
     connects. One on another certificate is waited for up to O(timeout) seconds, then reported by name, or aborted
     with O(abort_pending=true). Every C(set) reply is checked to name the module's own certificate, because
     HAProxy builds without the 2024 fix (such as Debian 12's 2.6.12) answer a C(set) on B while A is open by
-    putting B's content into A's transaction. A transaction left open on one of the module's own certificates (by
-    an earlier run that died) is replaced.
+    putting B's content into A's transaction; that transaction is then aborted at once (it holds content meant for
+    another name, and its owner's commit must fail rather than serve it) and the module sends again. A transaction
+    left open on one of the module's own certificates (by an earlier run that died) is replaced.
+  - Another client writing certificates to the same process at the same time is survived. After the commit the
+    module reads what HAProxy holds; when it is not the bundle (another client's C(set) landed in the
+    transaction), it sends the bundle again until HAProxy holds it or O(timeout) runs out (each certificate's
+    RV(certificates[].retries) counts the extra tries). The failure names every certificate that still holds
+    foreign content and what it holds.
+  - Runs of this module on one host that change the same HAProxy process take turns, whichever endpoint they
+    reach it by. The process is recognised by C(show info) (node, pid and start time); the lock is an exclusive
+    C(flock) on a file in a private directory under the system temp dir (C($TMPDIR/ingress.haproxy-locks-UID)),
+    released when the run ends or dies; a run waits for it at most O(timeout) seconds. Check mode takes no lock.
+  - Names are sent as words of HAProxy's command line, which splits a line at C(;) and at whitespace and treats
+    backslash and quotes specially. A O(path), O(crt_list), SNI filter, C(cert_dir) of O(endpoints) or word of
+    O(crt_list_options) holding any of them, or a control character, is refused before anything is sent.
   - Changes are made in memory only. Write the bundle where HAProxy loads it at start as well (for example with
     M(ingress.haproxy.haproxy_cert_bundle)) so a restart serves the same certificate.
 author:
   - ingress.haproxy maintainers (@ingress-haproxy)
 extends_documentation_fragment:
   - ingress.haproxy._attributes
+  - ingress.haproxy._cryptography
   - ingress.haproxy.runtime_api
 attributes:
   check_mode:
@@ -94,6 +108,10 @@ options:
       - The result is then RV(instances), one entry per endpoint in this order, instead of RV(certificates).
       - An endpoint listed twice (with the same process) is refused, since two sessions on one process would race
         each other's transactions.
+      - Endpoints that reach the same HAProxy process by different addresses (its unix and TCP sockets, the master
+        CLI, an IPv4 and an IPv6 address) are recognised by C(show info) (node, pid, start time) and converged once,
+        through the first of them; its RV(instances[].aliases) lists the others, whose entries repeat its outcome
+        with RV(instances[].alias_of). An alias with another C(cert_dir) or C(crt_list) fails, sending nothing.
       - Exactly one of O(endpoint) and O(endpoints) is required.
     type: list
     elements: raw
@@ -202,8 +220,6 @@ options:
         must fit it; the module splits or refuses bundles that would not, before sending.
     type: int
     default: 16384
-requirements:
-  - cryptography >= 41.0.0
 notes:
   - HAProxy 2.4 or newer. The module parses C(show ssl cert) by field name, so the lines newer versions add do not
     matter.
@@ -346,6 +362,13 @@ certificates:
       description: An open transaction on this certificate, left by an earlier run, was replaced.
       type: bool
       returned: when it happened
+    retries:
+      description:
+        - How many times the certificate was sent again because another client got in the way (its transaction
+          was open, or its C(set) landed in ours and HAProxy held something else after the commit).
+      type: int
+      returned: when it happened
+      version_added: 0.2.0
 instances:
   description:
     - One entry per endpoint of O(endpoints), in the order they were given.
@@ -371,6 +394,19 @@ instances:
       description: Whether any certificate changed on this endpoint.
       type: bool
       sample: true
+    aliases:
+      description: The other endpoints of O(endpoints) that reach the same HAProxy process; converged through this one.
+      type: list
+      elements: str
+      returned: when there are any
+      sample: [/run/haproxy/admin.sock]
+      version_added: 0.2.0
+    alias_of:
+      description: This endpoint reaches the same HAProxy process as this earlier one; its outcome is repeated here.
+      type: str
+      returned: for an alias
+      sample: 127.0.0.11:9999
+      version_added: 0.2.0
     certificates:
       description:
         - One entry per certificate, in the order they were given, with the same keys as RV(certificates); C(path)
@@ -385,12 +421,14 @@ instances:
                         not_after: "2027-05-26T21:16:32Z", names: [www.example.com]}}]
 """
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.ingress.haproxy.plugins.module_utils import _pem
 from ansible_collections.ingress.haproxy.plugins.module_utils import _runtime_api as api
+from ansible_collections.ingress.haproxy.plugins.module_utils._errors import IngressError
 from ansible_collections.ingress.haproxy.plugins.module_utils._ssl_cert_converge import (
     ConvergeError,
+    converge_endpoint,
     describe_paths,
     diff_of,
     items_from_params,
@@ -409,45 +447,36 @@ def _check_bufsize(params, where):
 def _converge_one(module):
     """endpoint: the result is ``certificates``."""
     params = module.params
-    results, error, warnings = [], None, []
     try:
         endpoint = api.parse_endpoint(params["endpoint"])
         process = api.check_process(params["process"], endpoint=params["endpoint"])
-        _check_bufsize(params, params["endpoint"])
-        requests = prepare_requests(items_from_params(params), endpoint, process=process,
-                                    bufsize=params["tune_bufsize"], allow_expired=params["allow_expired"])
-    except ConvergeError as exc:
-        error = exc.message
     except api.RuntimeApiError as exc:
-        error = "%s on %s: %s" % (describe_paths(item["path"] for item in items_from_params(params)),
-                                  params["endpoint"], exc)
-    else:
-        results, error, warnings = fanout.converge_endpoint(
-            endpoint, requests, process=process, timeout=params["timeout"], bufsize=params["tune_bufsize"],
-            check_mode=module.check_mode, force=params["force"], abort_pending=params["abort_pending"])
+        raise ConvergeError("%s on %s: %s" % (describe_paths(item["path"] for item in items_from_params(params)),
+                                              params["endpoint"], exc), certificates=[], changed=False)
+    _check_bufsize(params, params["endpoint"])
+    requests = prepare_requests(items_from_params(params), endpoint, process=process,
+                                bufsize=params["tune_bufsize"], allow_expired=params["allow_expired"])
+    results, error, warnings = converge_endpoint(
+        endpoint, requests, process=process, timeout=params["timeout"], bufsize=params["tune_bufsize"],
+        check_mode=module.check_mode, force=params["force"], abort_pending=params["abort_pending"])
     for warning in warnings:
         module.warn(warning)
     changed = any(result.get("changed") for result in results)
     if error is not None:
-        module.fail_json(msg=error, certificates=results, changed=changed)
+        raise ConvergeError(error, certificates=results, changed=changed)
     output = dict(changed=changed, certificates=results)
     if module._diff:
         output["diff"] = diff_of(results)
-    module.exit_json(**output)
+    return output
 
 
 def _converge_many(module):
     """endpoints: every bundle validated once, then each endpoint in its own thread; the result is ``instances``."""
     params = module.params
-    try:
-        targets = fanout.parse_endpoints(params["endpoints"], process=params["process"],
-                                         concurrency=params["concurrency"])
-        _check_bufsize(params, fanout.describe_endpoints(targets))
-        variants = fanout.prepare_variants(targets, items_from_params(params), bufsize=params["tune_bufsize"],
-                                           allow_expired=params["allow_expired"])
-    except ConvergeError as exc:
-        module.fail_json(msg=exc.message, instances=[], changed=False)
-        return
+    targets = fanout.parse_endpoints(params["endpoints"], process=params["process"], concurrency=params["concurrency"])
+    _check_bufsize(params, fanout.describe_endpoints(targets))
+    variants = fanout.prepare_variants(targets, items_from_params(params), bufsize=params["tune_bufsize"],
+                                       allow_expired=params["allow_expired"])
     instances, warnings = fanout.converge_endpoints(
         targets, variants, timeout=params["timeout"], bufsize=params["tune_bufsize"],
         check_mode=module.check_mode, force=params["force"], abort_pending=params["abort_pending"],
@@ -457,11 +486,11 @@ def _converge_many(module):
     changed = any(instance["changed"] for instance in instances)
     error = fanout.failure_message(instances)
     if error is not None:
-        module.fail_json(msg=error, instances=instances, changed=changed)
+        raise ConvergeError(error, instances=instances, changed=changed)
     output = dict(changed=changed, instances=instances)
     if module._diff:
         output["diff"] = fanout.diff_of_instances(instances)
-    module.exit_json(**output)
+    return output
 
 
 def main():
@@ -505,13 +534,15 @@ def main():
         required_one_of=[("endpoint", "endpoints"), ("path", "certificates")],
         supports_check_mode=True,
     )
-    if not _pem.HAS_CRYPTOGRAPHY:
-        module.fail_json(msg=missing_required_lib(_pem.CRYPTOGRAPHY_REQUIREMENT),
-                         exception=_pem.CRYPTOGRAPHY_IMPORT_ERROR)
-    if module.params["endpoints"] is not None:
-        _converge_many(module)
+    many = module.params["endpoints"] is not None
+    try:
+        _pem.require_cryptography()
+        output = _converge_many(module) if many else _converge_one(module)
+    except IngressError as exc:
+        # The one place this module fails; a failure before any endpoint was reached has an empty result.
+        exc.do_fail(module, **dict({"instances" if many else "certificates": [], "changed": False}, **exc.result))
     else:
-        _converge_one(module)
+        module.exit_json(**output)
 
 
 if __name__ == "__main__":

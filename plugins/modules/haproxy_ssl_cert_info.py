@@ -141,8 +141,8 @@ missing:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.ingress.haproxy.plugins.module_utils import _runtime_api as api
+from ansible_collections.ingress.haproxy.plugins.module_utils._errors import IngressError
 from ansible_collections.ingress.haproxy.plugins.module_utils._ssl_cert_converge import read_status
-from ansible_collections.ingress.haproxy.plugins.module_utils._ssl_cert_status import StatusParseError
 
 
 def main():
@@ -156,17 +156,18 @@ def main():
         supports_check_mode=True,
     )
     params = module.params
-    status, warnings, error = None, [], None
     try:
+        for index, path in enumerate(params["paths"] or []):
+            api.check_name(path, "paths[%d]" % index)
         with api.RuntimeSession(params["endpoint"], process=params["process"], timeout=params["timeout"]) as session:
             status, warnings = read_status(session, params["paths"])
-    except (api.RuntimeApiError, StatusParseError) as exc:
-        error = "reading the certificates on %s: %s" % (params["endpoint"], exc)
-    for warning in warnings:
-        module.warn(warning)
-    if error is not None:
-        module.fail_json(msg=error)
-    module.exit_json(changed=False, **status)
+    except IngressError as exc:
+        # The one place this module fails.
+        IngressError("reading the certificates on %s: %s" % (params["endpoint"], exc)).do_fail(module)
+    else:
+        for warning in warnings:
+            module.warn(warning)
+        module.exit_json(changed=False, **status)
 
 
 if __name__ == "__main__":

@@ -23,9 +23,8 @@ author:
   - ingress.haproxy maintainers (@ingress-haproxy)
 extends_documentation_fragment:
   - ingress.haproxy._attributes
+  - ingress.haproxy._cryptography
   - ingress.haproxy._attributes.INFO_MODULE
-requirements:
-  - cryptography >= 37.0.0
 options:
   targets:
     description:
@@ -223,10 +222,11 @@ served:
       sample: 0.012
 """
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.ingress.haproxy.plugins.module_utils import _pem
 from ansible_collections.ingress.haproxy.plugins.module_utils import _tls_served
+from ansible_collections.ingress.haproxy.plugins.module_utils._errors import IngressError
 
 
 TARGET_SPEC = dict(
@@ -251,14 +251,13 @@ def main():
         ),
         supports_check_mode=True,
     )
-    if not _pem.HAS_CRYPTOGRAPHY:
-        module.fail_json(msg=missing_required_lib(_pem.CRYPTOGRAPHY_REQUIREMENT), exception=_pem.CRYPTOGRAPHY_IMPORT_ERROR)
     params = module.params
     if params["ca_file"] and not params["validate_certs"]:
         module.warn("ca_file is ignored: validate_certs is false, so nothing is validated")
 
-    entries, failures, error = [], [], None
+    entries = []
     try:
+        _pem.require_cryptography()
         targets = [_tls_served.make_target(spec, index=index) for index, spec in enumerate(params["targets"])]
         handshakes = _tls_served.handshake_all(
             targets,
@@ -271,12 +270,11 @@ def main():
         failures = _tls_served.problems(
             entries, targets, fail_on_error=params["fail_on_error"], fail_on_mismatch=params["fail_on_mismatch"]
         )
-    except _tls_served.ServedCertError as exc:
-        error = str(exc)
-    if error is None and failures:
-        error = "%d of %d targets failed: %s" % (len(failures), len(entries), "; ".join(failures))
-    if error is not None:
-        module.fail_json(msg=error, served=entries)
+        if failures:
+            raise IngressError("%d of %d targets failed: %s" % (len(failures), len(entries), "; ".join(failures)))
+    except IngressError as exc:
+        # The one place this module fails.
+        exc.do_fail(module, served=entries)
     module.exit_json(changed=False, served=entries)
 
 

@@ -674,3 +674,21 @@ def test_fallback_is_used_when_cryptography_lacks_verify_directly_issued_by(pki,
     assert _pem._signed_by(OldCertificate(pki.leaf), pki.intermediate)
     assert not _pem._signed_by(OldCertificate(pki.leaf), pki.stranger)
     assert len(calls) == 2
+
+
+def test_cryptography_floor_is_declared_once():
+    """_pem checks the floor at import; requirements.txt and the doc fragment state the same one."""
+    root = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", ".."))
+    with open(os.path.join(root, "requirements.txt")) as handle:
+        floors = [line.strip() for line in handle if line.startswith("cryptography")]
+    assert floors == ["cryptography>=%d.%d.%d" % _pem.CRYPTOGRAPHY_MINIMUM]
+    with open(os.path.join(root, "plugins", "doc_fragments", "_cryptography.py")) as handle:
+        assert "  - %s on the host" % _pem.CRYPTOGRAPHY_REQUIREMENT in handle.read()
+    assert _pem.HAS_CRYPTOGRAPHY and _pem.CRYPTOGRAPHY_ERROR is None
+
+
+@pytest.mark.parametrize("text, version", [("38.0.4", (38, 0, 4)), ("42.0.0rc1", (42, 0, 0)), ("2.x", (2,)), ("3.3", (3, 3)),
+                                           ("50.0.2", (50, 0, 2))])
+def test_version_tuple(text, version):
+    assert _pem.version_tuple(text) == version
+    assert (version >= _pem.CRYPTOGRAPHY_MINIMUM) == (version[0] >= 37)

@@ -30,6 +30,7 @@ from ansible_collections.ingress.haproxy.plugins.module_utils._ssl_cert_status i
     parse_cert_detail,
     parse_cert_list,
 )
+from ansible_collections.ingress.haproxy.tests.unit.plugins.recording_proxy import RecordingProxy
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -93,7 +94,7 @@ def _items(**item):
     (_items(), "src or content is required"),
     (_items(state="absent", src="/x"), "state absent takes no src or content"),
     (_items(content="   \n"), "the content is empty"),
-    (_items(path="/with space.pem", content="x"), "one word without whitespace"),
+    (_items(path="/with space.pem", content="x"), "path '/with space.pem' holds ' '"),
     (_items(content="x", crt_list_options="[alpn h2]"), "without the surrounding [ ]"),
     (_items(content="x", sni_filters=["a b"]), "SNI filter 'a b'"),
     (_items(content="not pem"), "holds no PEM certificate"),
@@ -205,8 +206,14 @@ def test_rerun_sends_no_set(lab, pki):
 
 
 def test_conflict_seen_in_the_set_reply(lab, pki):
-    """Another client opens a transaction after our listing: the set reply (not HAProxy) tells."""
-    dummy_leaf, ours = pki.bundle("ours.test")
+    """Another client opens a transaction after our listing: the set reply (not HAProxy's listing) tells.
+
+    Debian's 2.6.12 puts our payload into the other client's transaction: it is
+    aborted at once (so that client's commit fails instead of serving our
+    certificate under its name) and ours is sent again. 3.x refuses the set:
+    the other transaction is left alone, and we fail once ``wait`` runs out.
+    """
+    leaf, ours = pki.bundle("ours.test")
     dummy_leaf, theirs = pki.bundle("theirs.test")
     mine, other = _path(lab, 2), _path(lab, 3)
     requests = prepare_requests([{"path": mine, "content": ours}], lab["runtime_tcp"])
@@ -218,19 +225,33 @@ def test_conflict_seen_in_the_set_reply(lab, pki):
         try:
             # The converger reads the listing from before the other client's set.
             session.show_ssl_cert_list = lambda: stale_listing
-            with pytest.raises(ConvergeError) as info:
-                Converger(session, wait=0.5).run(requests)
-            pending = parse_cert_detail(session.execute("show ssl cert *" + other))
+            converger = Converger(session, wait=0.5)
+            try:
+                results = converger.run(requests)
+            except ConvergeError as exc:
+                error = exc
+            else:
+                error = None
+            pending = _transaction(lab)
             after = parse_cert_detail(session.show_ssl_cert(mine))
         finally:
             with api.RuntimeSession(lab["runtime_unix"], timeout=5) as cleanup:
                 cleanup.abort_ssl_cert(other)
-    message = str(info.value)
-    assert mine in message and lab["runtime_tcp"] in message and "on %s, is open" % other in message
-    assert after.fingerprint == before.fingerprint
-    # Debian's 2.6.12 put our certificate into the other client's transaction: the message says to abort it.
-    assert pending.names == ["ours.test"]
-    assert "abort it" in message
+    if error is None:
+        # 2.6.12: our payload went into their transaction; it was aborted, ours was sent again and committed.
+        warnings = converger.warnings
+        assert len(warnings) == 1 and "into the open transaction on %s" % other in warnings[0]
+        assert "that transaction was aborted" in warnings[0]
+        assert pending is None
+        assert after.fingerprint == leaf.fingerprint(hashes.SHA1()).hex().upper()
+        assert results[0]["retries"] == 1
+    else:
+        # 3.x: refused; their transaction stays theirs, ours is unchanged, the message says why.
+        message = str(error)
+        assert mine in message and lab["runtime_tcp"] in message and "on %s, is open" % other in message
+        assert "nothing of ours was committed" in message
+        assert pending == other
+        assert after.fingerprint == before.fingerprint
 
 
 def test_conflict_in_the_set_reply_with_abort_pending(lab, pki):
@@ -246,8 +267,9 @@ def test_conflict_in_the_set_reply_with_abort_pending(lab, pki):
         converger = Converger(session, abort_pending=True, wait=0.5)
         results = converger.run(requests)
     assert results[0]["after"]["fingerprint"] == leaf.fingerprint(hashes.SHA1()).hex().upper()
-    assert converger.warnings == ["aborted the open certificate transaction on %s (abort_pending) on %s"
-                                  % (other, lab["runtime_tcp"])]
+    # 2.6.12 put our payload into their transaction (aborted for that reason), 3.x refused (aborted: abort_pending).
+    assert len(converger.warnings) == 1 and "transaction on %s" % other in converger.warnings[0]
+    assert "aborted" in converger.warnings[0] and results[0]["retries"] == 1
     assert _transaction(lab) is None
 
 
@@ -360,67 +382,19 @@ def test_refused_key_after_the_chain_is_aborted(lab, pki):
     assert after.fingerprint == before.fingerprint
 
 
-class _DroppingProxy:
+class _DroppingProxy(RecordingProxy):
     """A TCP relay to a real HAProxy that, on its first connection, hangs up on the client right
     after forwarding the command starting with ``trigger``: HAProxy acts on it, the client never
     hears back (a network drop no real HAProxy can be made to stage on demand). Later connections
     are relayed as they are."""
 
     def __init__(self, upstream, trigger):
-        import socket  # pylint: disable=import-outside-toplevel
-        import threading  # pylint: disable=import-outside-toplevel
-        self._socket, self._threading = socket, threading
-        host, port = upstream.rsplit(":", 1)
-        self.upstream = (host, int(port))
         self.trigger = trigger.encode()
-        self.listener = socket.socket()
-        self.listener.bind(("127.0.0.1", 0))
-        self.listener.listen(4)
-        self.endpoint = "127.0.0.1:%d" % self.listener.getsockname()[1]
-        self.connections = 0
-        threading.Thread(target=self._accept, daemon=True).start()
+        super().__init__(upstream)
 
-    def _accept(self):
-        while True:
-            try:
-                client, dummy_address = self.listener.accept()
-            except OSError:
-                return
-            server = self._socket.create_connection(self.upstream)
-            self.connections += 1
-            state = {"drop": False}
-            self._threading.Thread(target=self._to_server, args=(client, server, self.connections == 1, state),
-                                   daemon=True).start()
-            self._threading.Thread(target=self._to_client, args=(server, client, state), daemon=True).start()
-
-    def _to_server(self, client, server, armed, state):
-        try:
-            while True:
-                data = client.recv(65536)
-                if not data:
-                    break
-                if armed and data.startswith(self.trigger):
-                    state["drop"] = True
-                server.sendall(data)
-        except OSError:
-            pass
-
-    def _to_client(self, server, client, state):
-        try:
-            while True:
-                data = server.recv(65536)
-                if not data:
-                    break
-                if state["drop"]:
-                    client.shutdown(self._socket.SHUT_RDWR)
-                    client.close()
-                    return
-                client.sendall(data)
-        except OSError:
-            pass
-
-    def close(self):
-        self.listener.close()
+    def on_client_data(self, data, state):
+        if state["number"] == 1 and data.startswith(self.trigger):
+            state["drop"] = True
 
 
 def test_set_reply_lost_is_aborted_over_a_fresh_connection(lab, pki):
@@ -447,7 +421,8 @@ def test_set_reply_lost_is_aborted_over_a_fresh_connection(lab, pki):
         proxy.close()
     assert "closed the connection without answering `set ssl cert %s`" % path in str(info.value)
     assert "abort" not in str(info.value)
-    assert proxy.connections == 2
+    # One probe (is the process still there? yes: so not "gone") and one that aborts.
+    assert proxy.connections == 3
     assert _transaction(lab) is None
     assert after.fingerprint == before.fingerprint
 
@@ -501,10 +476,32 @@ def test_verification_failure_names_the_certificate(lab, pki):
     requests[1]._identity = ("0BAD", "00" * 20)  # pylint: disable=protected-access
     with api.RuntimeSession(lab["runtime_tcp"], timeout=5) as session:
         with pytest.raises(ConvergeError) as info:
-            Converger(session).run(requests)
+            Converger(session, wait=0.6).run(requests)
     message = str(info.value)
-    assert two in message and "after commit HAProxy reports serial" in message and "expected 0BAD" in message
+    # Sent again (it may be another writer's set that landed), then reported with what HAProxy holds.
+    assert two in message and "after commit HAProxy holds content other than the bundle" in message
+    assert "names unverified.test) after 1 retries" in message
     assert one not in message
     assert [result["path"] for result in info.value.results] == [one, two]
     assert info.value.results[0]["after"]["fingerprint"] == first_leaf.fingerprint(hashes.SHA1()).hex().upper()
     assert _transaction(lab) is None
+
+
+def test_check_mode_warns_about_another_clients_transaction(lab, pki):
+    """The real run would wait for it (and may fail): check mode says so instead of a silent 'updated'."""
+    dummy_leaf, ours = pki.bundle("check-ours.test")
+    dummy_leaf, theirs = pki.bundle("check-theirs.test")
+    mine, other = _path(lab, 2), _path(lab, 3)
+    requests = prepare_requests([{"path": mine, "content": ours}], lab["runtime_tcp"])
+    with api.RuntimeSession(lab["runtime_unix"], timeout=5) as other_client:
+        other_client.set_ssl_cert(other, theirs)
+        try:
+            with api.RuntimeSession(lab["runtime_tcp"], timeout=5) as session:
+                converger = Converger(session, check_mode=True, wait=3)
+                results = converger.run(requests)
+        finally:
+            other_client.abort_ssl_cert(other)
+    assert results[0]["action"] == "updated"
+    assert converger.warnings == [
+        "a certificate transaction on %s is open on %s; a real run waits up to 3s for it, then fails" % (
+            other, lab["runtime_tcp"])]

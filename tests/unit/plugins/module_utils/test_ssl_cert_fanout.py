@@ -21,6 +21,7 @@ import pytest
 from ansible_collections.ingress.haproxy.plugins.module_utils import _runtime_api as api
 from ansible_collections.ingress.haproxy.plugins.module_utils import _ssl_cert_fanout as fanout
 from ansible_collections.ingress.haproxy.plugins.module_utils._ssl_cert_status import parse_cert_detail
+from ansible_collections.ingress.haproxy.tests.unit.plugins.recording_proxy import RecordingProxy
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -69,7 +70,7 @@ def _closed_port():
     (["127.0.0.1:9999"], {"process": "1"}, "process '1' is not a master CLI prefix"),
     (["127.0.0.1:9999"], {"concurrency": 0}, "concurrency must be a whole number of at least 1"),
     ([{"endpoint": "127.0.0.1:9999", "certdir": "/x"}], {}, "endpoints[0]: unknown key(s) certdir"),
-    ([{"endpoint": "127.0.0.1:9999", "cert_dir": "/a b"}], {}, "endpoints[0]: cert_dir '/a b' must be one word"),
+    ([{"endpoint": "127.0.0.1:9999", "cert_dir": "/a b"}], {}, "endpoints[0]: cert_dir '/a b' holds ' '"),
     ([{"endpoint": "/m.sock", "process": "@1"}, {"endpoint": "unix:/m.sock", "process": "@1"}], {},
      "endpoints[1] (unix:/m.sock) is the same endpoint as endpoints[0]"),
     ([{"process": "@1"}], {}, "endpoints[0] is empty"),
@@ -217,3 +218,42 @@ def test_check_mode_sends_nothing(lab):
     instances, dummy_warnings = fanout.converge_endpoints(targets, variants, timeout=5)
     assert instances[0]["failed"] is True and "level admin" in instances[0]["msg"]
     assert _served(instance, path).fingerprint == before.fingerprint
+
+
+def test_aliases_of_one_process_are_converged_once(lab):
+    """Its unix socket, a TCP socket (through a recording relay) and the master CLI reach one process: it is
+    converged once, through the first; the others only answered `show info`, and their entries say so."""
+    instance = lab["instances"][0]
+    path = _preloaded(instance)
+    leaf, text = _bundle("alias.fanout.test")
+    relay = RecordingProxy(instance["runtime_tcp"])
+    try:
+        texts = [instance["runtime_unix"], relay.endpoint, {"endpoint": instance["master_cli"], "process": "@1"}]
+        targets = fanout.parse_endpoints(texts)
+        variants = fanout.prepare_variants(targets, [{"path": path, "content": text}])
+        instances, dummy_warnings = fanout.converge_endpoints(targets, variants, timeout=5)
+        through_relay = relay.commands()
+    finally:
+        relay.close()
+    fingerprint = leaf.fingerprint(hashes.SHA1()).hex().upper()
+    assert instances[0]["aliases"] == [relay.endpoint, instance["master_cli"]]
+    assert [item.get("alias_of") for item in instances] == [None, instance["runtime_unix"], instance["runtime_unix"]]
+    assert [(item["failed"], item["changed"]) for item in instances] == [(False, True)] * 3
+    assert instances[0]["certificates"][0]["after"]["fingerprint"] == fingerprint
+    assert _served(instance, path).fingerprint == fingerprint
+    # The relayed alias was asked who it is, and nothing else.
+    assert through_relay == ["prompt", "show info"]
+
+
+def test_alias_with_another_cert_dir_sends_nothing(lab):
+    instance = lab["instances"][0]
+    path = _preloaded(instance)
+    dummy_leaf, text = _bundle("alias2.fanout.test")
+    targets = fanout.parse_endpoints([instance["runtime_unix"],
+                                      {"endpoint": instance["runtime_tcp"], "cert_dir": "/elsewhere"}])
+    variants = fanout.prepare_variants(targets, [{"path": path, "content": text}])
+    instances, dummy_warnings = fanout.converge_endpoints(targets, variants, timeout=5)
+    assert instances[0]["failed"] is False and instances[0]["aliases"] == [instance["runtime_tcp"]]
+    assert instances[1]["failed"] is True and instances[1]["certificates"] == []
+    assert "reaches the same HAProxy process as %s" % instance["runtime_unix"] in instances[1]["msg"]
+    assert "/elsewhere" in instances[1]["msg"]

@@ -18,6 +18,7 @@ from cryptography.x509.oid import NameOID
 
 from ansible_collections.ingress.haproxy.plugins.modules import haproxy_cert_bundle as module
 from ansible_collections.ingress.haproxy.plugins.modules.haproxy_cert_bundle import DestinationError
+from ansible_collections.ingress.haproxy.tests.unit.plugins.module_runner import run_module
 
 
 @pytest.fixture
@@ -94,7 +95,8 @@ def test_resolve_dest(tmp_path):
     target.write_text("x")
     link = tmp_path / "link.pem"
     link.symlink_to(target)
-    assert module.resolve_dest(str(link)) == str(target)
+    assert module.resolve_dest(str(link)) == str(link)
+    assert module.resolve_dest(str(link), follow=True) == str(target)
     with pytest.raises(DestinationError, match="its directory %s does not exist" % (tmp_path / "nope")):
         module.resolve_dest(str(tmp_path / "nope" / "www.pem"))
     with pytest.raises(DestinationError, match="is not a directory"):
@@ -224,3 +226,34 @@ def test_plan_bundles_in_input_order(tmp_path, pki):
     assert [plan["mode"] for plan in plans] == [0o600, 0o640]
     assert [plan["old"] for plan in plans] == [None, None]
     assert list(tmp_path.iterdir()) == []
+
+
+NOBODY = 65534
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving a file to another user needs root")
+@pytest.mark.parametrize("follow", [False, True])
+def test_symlink_dest_never_hands_the_key_to_the_target_owner(tmp_path, pki, follow):
+    """dest is a link to a file of another user: the link is replaced by our own regular file (or, with
+    follow, the target is written but gets our owner): that user cannot read the key either way."""
+    target = tmp_path / "elsewhere.pem"
+    target.write_text("not a bundle\n")
+    os.chown(target, NOBODY, NOBODY)
+    target.chmod(0o644)
+    dest = tmp_path / "www.pem"
+    dest.symlink_to(target)
+    args = {"dest": str(dest), "certificate_content": pki["www.example.test"],
+            "privatekey_content": pki["www.example.test.key"], "follow": follow}
+    result = run_module("haproxy_cert_bundle", args, tmp_path)
+    assert result["changed"] is True and "failed" not in result, result
+    written = target if follow else dest
+    assert not written.is_symlink()
+    info = written.stat()
+    assert (info.st_uid, info.st_gid, stat.S_IMODE(info.st_mode)) == (os.geteuid(), os.getegid(), 0o600)
+    assert "BEGIN PRIVATE KEY" in written.read_text()
+    if not follow:
+        # The other user's file is left as it was.
+        assert target.read_text() == "not a bundle\n" and target.stat().st_uid == NOBODY
+    assert result["dest"] == str(written)
+    # And the next run changes nothing.
+    assert run_module("haproxy_cert_bundle", args, tmp_path)["changed"] is False
