@@ -205,9 +205,9 @@ class ServiceResolver:
             try:
                 for record_type in self._record_types:
                     addresses.extend(self._query(qname, record_type, deadline))
-            except ServiceNameMissing:
+            except ServiceNameMissing as exc:
                 if fail_on_empty:
-                    raise
+                    raise ServiceDnsError(f"{exc} (Set fail_on_empty to false to get an empty list instead.)") from None
                 # Swarm answers NXDOMAIN for tasks.<svc> of a service scaled to zero: no instance, not an error.
                 continue
             if not addresses and fail_on_empty:
@@ -267,10 +267,7 @@ def _guarded(what: str, call: t.Callable[[], t.Any], timeout: float | None = Non
     try:
         return call()
     except dns.resolver.NXDOMAIN:
-        raise ServiceNameMissing(
-            f"{what} failed: NXDOMAIN, the name does not exist"
-            " (set fail_on_empty to false to get an empty list instead)."
-        ) from None
+        raise ServiceNameMissing(f"{what} failed: NXDOMAIN, the name does not exist.") from None
     except dns.exception.Timeout as error:
         failures = _server_failures(error.kwargs.get("errors"))
         within = f" within {timeout:g} s" if timeout is not None else ""
