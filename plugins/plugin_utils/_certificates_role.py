@@ -63,6 +63,8 @@ INTEGER_VARIABLES = {
     "certificates_verify_concurrency": 1,
     "certificates_status_fail_days": 0,
 }
+# community.general.nsupdate's default for its timeout option.
+NSUPDATE_DEFAULT_TIMEOUT = 10
 SOURCES = ("acme", "certbot", "tls_secret", "files")
 FILE_SOURCE_KEYS = ("certificate", "chain", "fullchain", "privatekey", "privatekey_passphrase")
 ITEM_KEYS = (
@@ -121,6 +123,11 @@ def settings(variables: t.Mapping[str, t.Any]) -> dict[str, t.Any]:
                 problems.append(str(exc))
     if problems:
         raise CertificatesRoleError(" ".join(problems) + " Nothing was changed.")
+    if "rfc2136_timeout" in coerced:
+        # nsupdate's timeout option needs community.general 13 (ansible-core 2.18): pass it only when it differs
+        # from nsupdate's own default, so the declared floor (community.general 8) holds for everyone else.
+        timeout = coerced["rfc2136_timeout"]
+        coerced["rfc2136_timeout_option"] = None if timeout == NSUPDATE_DEFAULT_TIMEOUT else timeout
     return coerced
 
 
@@ -316,18 +323,6 @@ def challenge_records(orders: list[dict]) -> list[dict]:
             merged = records.setdefault(record.rstrip(".") + ".", [])
             merged.extend(value for value in values if value not in merged)
     return [{"record": record, "values": values} for record, values in records.items()]
-
-
-def failed_results(results: list[dict], label: str) -> dict[str, str]:
-    """The failed loop results of a step, keyed by the loop item's `label` attribute path (e.g. `due.name`)."""
-    failed = {}
-    for result in results:
-        if result.get("failed"):
-            item: t.Any = result
-            for part in label.split("."):
-                item = item.get(part) if isinstance(item, dict) else None
-            failed[str(item)] = result.get("msg") or "no message"
-    return failed
 
 
 # --- bundle ------------------------------------------------------------------------------------------------
@@ -556,12 +551,17 @@ def push_outcome(found: t.Mapping[str, dict], selected: list[dict], result: dict
 
 
 def persist_plan(hosts: t.Mapping[str, dict], selected: list[dict], bundle_dir: str,
-                 only_hosts: t.Iterable[str] | None = None) -> list[dict]:
-    """One entry per host and certificate: the file to write (or remove) and its crt-list line."""
-    wanted = None if only_hosts is None else set(only_hosts)
+                 play_hosts: t.Iterable[str] = (), this_host: str = "") -> list[dict]:
+    """One entry per host and certificate: the file to write (or remove) and its crt-list line.
+
+    In a play on the controller the plan covers every HAProxy host. In a play
+    over the HAProxy hosts (some play host is one of them) each play host
+    writes only its own files, so no file is written twice.
+    """
+    over_hosts = any(host in hosts for host in play_hosts)
     plan = []
     for host, host_settings in hosts.items():
-        if wanted is not None and host not in wanted:
+        if over_hosts and host != this_host:
             continue
         for item in selected:
             path = instance_path(item, host_settings["cert_dir"])

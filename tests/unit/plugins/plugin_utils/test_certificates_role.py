@@ -36,6 +36,12 @@ def test_numbers_passed_as_text_are_numbers():
         "renew_days": 30, "status_fail_days": 7}
 
 
+def test_nsupdate_timeout_is_passed_only_when_it_is_not_nsupdates_default():
+    # nsupdate's timeout option needs community.general 13; the default timeout must work on the declared floor.
+    assert role.settings({"certificates_rfc2136_timeout": "10"})["rfc2136_timeout_option"] is None
+    assert role.settings({"certificates_rfc2136_timeout": 3})["rfc2136_timeout_option"] == 3
+
+
 def test_bad_values_are_named_all_at_once():
     with pytest.raises(CertificatesRoleError) as failure:
         role.settings({"certificates_force_renew": "maybe", "certificates_runtime_port": "0",
@@ -122,8 +128,9 @@ def _write_certificate(directory, names, days_left, curve=ec.SECP256R1()):
     (directory / "privkey.pem").write_bytes(b"key")
 
 
-def _decide(store, renew_days=30, force=False, items=ITEMS):
-    return role.renewal_decisions(role.select(items, [], "acme"), str(store), "ECC", "secp256r1", renew_days, force)
+def _decide(store, renew_days=30, force=False, items=None):
+    selected = role.select(items or ITEMS, [], "acme")
+    return role.renewal_decisions(selected, str(store), "ECC", "secp256r1", renew_days, force)
 
 
 def test_renewal_decisions_say_why_by_name(tmp_path):
@@ -253,6 +260,14 @@ def test_persist_plan_maps_the_cert_dir_and_writes_the_modules_crt_list_line():
                        "crt_list": "/srv/h1/list.txt", "line": "/srv/h1/www.pem [alpn h2] www.lab.test",
                        "line_regexp": r"^\s*/srv/h1/www\.pem(\s|$)", "src": "/b/www.pem"}
     assert plan[1]["path"] == "/etc/haproxy/certs/www.pem" and plan[1]["crt_list"] == "/etc/haproxy/list.txt"
+
+
+def test_persist_plan_in_a_play_over_the_haproxy_hosts_covers_only_this_host():
+    selected = role.select(ITEMS, [], "acme")
+    on_controller = role.persist_plan(HOSTS, selected, "/b", ["localhost"], "localhost")
+    assert sorted({entry["host"] for entry in on_controller}) == ["h1", "h2"]
+    over_hosts = role.persist_plan(HOSTS, selected, "/b", ["h1", "h2"], "h2")
+    assert {entry["host"] for entry in over_hosts} == {"h2"} and len(over_hosts) == 2
 
 
 def test_persisted_names_changes_and_failures_per_host():
