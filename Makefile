@@ -32,7 +32,7 @@ JAVA_HOME   ?= $(shell readlink -f /usr/bin/java 2>/dev/null | sed 's:/bin/java$
 INTEGRATION_TARGETS ?=
 UNITS ?=
 
-.PHONY: help setup collection sanity units lab-selftest integration lint build test demo bench clean
+.PHONY: help setup collection sanity units lab-selftest integration lint build test demo bench clean test-floor docs-lint tarball-check
 
 help:
 	@echo "make demo    run the main job on the loopback lab"
@@ -90,6 +90,24 @@ build: collection
 
 test: sanity units lab-selftest integration lint build
 	@echo "make test: 6 passed, 0 failed (sanity, units, lab-selftest, integration, lint, build)"
+
+# Every plugin, module and role entry point documented and its docs valid, as docsite builders render them.
+docs-lint: collection
+	cd $(COLL) && antsibull-docs lint-collection-docs --plugin-docs .
+
+# The built tarball holds no generated file and no path of this machine
+# (tests/integration/integration_config.yml names the venv and the work dir).
+tarball-check: build
+	$(PY) tests/utils/check_tarball.py $(DIST)/ingress-haproxy-*.tar.gz $(CURDIR) $(WORK)
+
+test: docs-lint tarball-check
+
+# The declared floors (meta/runtime.yml, galaxy.yml), installed exactly in a
+# venv and collections directory of their own, run the role's pipeline target.
+test-floor: collection
+	mkdir -p $(WORK)/lab
+	cd $(COLL) && { rc=0; bash tests/utils/floor.sh $(WORK)/floor $(COLL_ROOT) $(PY) role_certificates_pipeline || rc=$$?; \
+		$(PY) tests/lab/lab.py stop-all --root $(WORK)/lab || true; exit $$rc; }
 
 demo: collection
 	mkdir -p $(WORK)/lab
