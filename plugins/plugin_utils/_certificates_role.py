@@ -588,6 +588,14 @@ def persisted(file_results: list[dict], list_results: list[dict]) -> dict[str, d
     return hosts
 
 
+def persisted_on_play_hosts(play_hosts: t.Iterable[str], hostvars: t.Mapping[str, t.Mapping[str, t.Any]]) -> dict:
+    """What every play host's persist step recorded, merged (each host wrote its own files, or one wrote them all)."""
+    merged: dict[str, dict] = {}
+    for host in play_hosts:
+        merged.update(hostvars[host].get("certificates_persisted") or {})
+    return merged
+
+
 # --- verify and status --------------------------------------------------------------------------------------------
 
 

@@ -270,6 +270,14 @@ def test_persist_plan_in_a_play_over_the_haproxy_hosts_covers_only_this_host():
     assert {entry["host"] for entry in over_hosts} == {"h2"} and len(over_hosts) == 2
 
 
+def test_what_every_play_host_persisted_is_merged():
+    hostvars = {"h1": {"certificates_persisted": {"h1": {"changed": ["/a"], "failed": []}}},
+                "h2": {"certificates_persisted": {"h2": {"changed": [], "failed": ["/a: no route"]}}},
+                "added-later": {}}
+    assert role.persisted_on_play_hosts(["h1", "h2", "added-later"], hostvars) == {
+        "h1": {"changed": ["/a"], "failed": []}, "h2": {"changed": [], "failed": ["/a: no route"]}}
+
+
 def test_persisted_names_changes_and_failures_per_host():
     results = [{"target": {"host": "h1", "path": "/a"}, "changed": True},
                {"target": {"host": "h2", "path": "/a"}, "unreachable": True, "msg": "no route"}]
