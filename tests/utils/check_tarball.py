@@ -17,7 +17,8 @@ def main(tarball, machine_paths):
     problems = []
     with tarfile.open(tarball) as archive:
         for member in archive.getmembers():
-            name = member.name.split("/", 1)[-1] if "/" in member.name else member.name
+            # Galaxy tarballs hold the collection's files at their root.
+            name = member.name[2:] if member.name.startswith("./") else member.name
             if any(name == entry or name.startswith(entry) for entry in GENERATED):
                 problems.append("%s: a generated file" % member.name)
             if not member.isfile():
