@@ -43,7 +43,7 @@ export INGRESS_HAPROXY_VERSION := $(HAPROXY_VERSION)
 VERSION_TARGETS := haproxy_ssl_cert haproxy_ssl_cert_info haproxy_ssl_cert_endpoints served_cert_info
 MATRIX_VERSIONS := 2.6 3.0 3.2 3.4
 
-.PHONY: help setup collection sanity units lab-selftest integration integration-3.2 lint build test test-matrix demo bench soak clean examples
+.PHONY: help setup collection sanity units lab-selftest integration integration-3.2 lint build test test-matrix demo bench soak clean examples test-floor docs-lint tarball-check
 
 help:
 	@echo "make demo    run the main job on the loopback lab"
@@ -122,8 +122,8 @@ integration-3.2:
 	$(MAKE) --no-print-directory WORK=$(WORK)/haproxy-3.2 HAPROXY_VERSION=3.2 \
 		INTEGRATION_TARGETS='$(VERSION_TARGETS) haproxy_ssl_cert_concurrent' integration
 
-test: sanity units lab-selftest integration integration-3.2 lint build examples
-	@echo "make test: 8 passed, 0 failed (sanity, units, lab-selftest, integration, integration-3.2, lint, build, examples)"
+test: sanity docs-lint units lab-selftest integration integration-3.2 lint build tarball-check examples
+	@echo "make test: 10 passed, 0 failed (sanity, docs-lint, units, lab-selftest, integration, integration-3.2, lint, build, tarball-check, examples)"
 
 # Every version, even after one fails; the results (and each pass's time) go to
 # $(WORK)/matrix/results.json and README's "Tested with" table.
@@ -141,6 +141,23 @@ test-matrix: collection
 	$(PY) tests/utils/tested_with.py readme --results $(WORK)/matrix/results.json \
 		--targets '$(VERSION_TARGETS)' --readme README.md; \
 	exit $$rc
+
+# Every plugin, module and role entry point documented and its docs valid, as docsite builders render them.
+docs-lint: collection
+	cd $(COLL) && antsibull-docs lint-collection-docs --plugin-docs .
+
+# The built tarball holds no generated file and no path of this machine
+# (tests/integration/integration_config.yml names the venv and the work dir).
+tarball-check: build
+	$(PY) tests/utils/check_tarball.py $(DIST)/ingress-haproxy-*.tar.gz $(CURDIR) $(WORK)
+
+
+# The declared floors (meta/runtime.yml, galaxy.yml), installed exactly in a
+# venv and collections directory of their own, run the role's pipeline target.
+test-floor: collection
+	mkdir -p $(WORK)/lab
+	cd $(COLL) && { rc=0; bash tests/utils/floor.sh $(WORK)/floor $(COLL_ROOT) $(PY) role_certificates_pipeline || rc=$$?; \
+		$(PY) tests/lab/lab.py stop-all --root $(WORK)/lab || true; exit $$rc; }
 
 demo: collection
 	mkdir -p $(WORK)/lab

@@ -25,8 +25,7 @@ description:
     (at most 8 in a row; a loop is an error).
   - Every failure is one error that names the DNS name, the record type, the servers asked and what happened
     (NXDOMAIN, SERVFAIL, REFUSED, no reply within O(timeout), no records when O(fail_on_empty=true), a bad option).
-    An NXDOMAIN answer (the name does not exist) is always an error, whatever O(fail_on_empty) says, since it
-    usually means a misspelt service name.
+    An NXDOMAIN answer (the name does not exist) is an error unless O(fail_on_empty=false).
 options:
   _terms:
     description:
@@ -77,7 +76,10 @@ options:
   fail_on_empty:
     description:
       - Fail when a name exists but has no records of the types in O(record_types).
-      - With V(false), such a name contributes nothing, and a service without any instance gives an empty list.
+      - Also fail when the name does not exist (NXDOMAIN), which usually means a misspelt service name.
+      - With V(false), such a name contributes nothing, and a service without any instance gives an empty list. That
+        includes NXDOMAIN - Docker Swarm's answer for C(tasks.SERVICE) of a service scaled to zero - but not a CNAME
+        that points at a name that does not exist.
     type: bool
     default: true
 notes:

@@ -42,6 +42,10 @@ class ServiceDnsError(Exception):
     """Finding a service's instances failed; the message says what, where and why."""
 
 
+class ServiceNameMissing(ServiceDnsError):
+    """The server answered NXDOMAIN: the name does not exist (Docker Swarm's answer for a service scaled to zero)."""
+
+
 def dnspython_version_problem() -> str | None:
     """Say why the installed dnspython cannot be used, or None when it can."""
     if DNSPYTHON_IMPORT_ERROR is not None:
@@ -198,8 +202,14 @@ class ServiceResolver:
         for name in names:
             qname = _guarded(f"Checking the DNS name {name!r}", functools.partial(dns.name.from_text, name))
             addresses: list[Address] = []
-            for record_type in self._record_types:
-                addresses.extend(self._query(qname, record_type, deadline))
+            try:
+                for record_type in self._record_types:
+                    addresses.extend(self._query(qname, record_type, deadline))
+            except ServiceNameMissing as exc:
+                if fail_on_empty:
+                    raise ServiceDnsError(f"{exc} (Set fail_on_empty to false to get an empty list instead.)") from None
+                # Swarm answers NXDOMAIN for tasks.<svc> of a service scaled to zero: no instance, not an error.
+                continue
             if not addresses and fail_on_empty:
                 raise ServiceDnsError(
                     f"{self._what(qname, self._record_types)} found nothing: the name exists but has no such records"
@@ -224,13 +234,20 @@ class ServiceResolver:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise ServiceDnsError(f"{what} failed: timeout, the {self._timeout:g} s ran out before this query.")
-            answer = _guarded(
-                what,
-                functools.partial(
-                    self._resolver.resolve, name, record_type, search=False, raise_on_no_answer=False, lifetime=remaining
-                ),
-                timeout=self._timeout,
-            )
+            try:
+                answer = _guarded(
+                    what,
+                    functools.partial(
+                        self._resolver.resolve, name, record_type, search=False, raise_on_no_answer=False,
+                        lifetime=remaining
+                    ),
+                    timeout=self._timeout,
+                )
+            except ServiceNameMissing as exc:
+                if name == qname:
+                    raise
+                # A CNAME to nowhere is a broken record, not a service scaled to zero.
+                raise ServiceDnsError(str(exc)) from None
             if answer.rrset is not None:
                 return [ipaddress.ip_address(rdata.address) for rdata in answer.rrset]
             if answer.canonical_name == name:
@@ -250,7 +267,7 @@ def _guarded(what: str, call: t.Callable[[], t.Any], timeout: float | None = Non
     try:
         return call()
     except dns.resolver.NXDOMAIN:
-        message = "NXDOMAIN, the name does not exist."
+        raise ServiceNameMissing(f"{what} failed: NXDOMAIN, the name does not exist.") from None
     except dns.exception.Timeout as error:
         failures = _server_failures(error.kwargs.get("errors"))
         within = f" within {timeout:g} s" if timeout is not None else ""

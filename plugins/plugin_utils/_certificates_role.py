@@ -1,0 +1,786 @@
+# Copyright (c) ingress.haproxy contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+# This plugin util is private, not for use outside this collection.
+# It can change or disappear in any release.
+
+"""Every decision the certificates role makes, as plain functions over plain data.
+
+The role's task files run modules and hand their results here; these
+functions say what is due, what each instance loads, what to persist where,
+and what the push, verify and status outcomes are. Results are keyed by
+certificate name and instance name, never by position, so the steps that
+build on them (rollout waves, rollback, CA files) read them by name.
+
+Endpoint parsing, the crt-list line and the cert_dir mapping are those of
+the modules (module_utils), so the role and the modules never disagree.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import posixpath
+import re
+import typing as t
+
+from ansible.module_utils.parsing.convert_bool import BOOLEANS_FALSE, BOOLEANS_TRUE
+
+from ansible_collections.ingress.haproxy.plugins.module_utils import _runtime_api as api
+from ansible_collections.ingress.haproxy.plugins.module_utils._ssl_cert_converge import Request
+
+
+class CertificatesRoleError(Exception):
+    """A role variable or a step's input is unusable; the message names the variable and what is wrong."""
+
+
+# Every boolean and number variable of the role, coerced once: CI passes `-e NAME=false` as a string.
+BOOLEAN_VARIABLES = (
+    "certificates_allow_expired",
+    "certificates_acme_terms_agreed",
+    "certificates_validate_certs",
+    "certificates_force_renew",
+    "certificates_preflight",
+    "certificates_abort_pending",
+)
+# name -> smallest value allowed
+INTEGER_VARIABLES = {
+    "certificates_acme_timeout": 1,
+    "certificates_key_size": 1024,
+    "certificates_renew_days": 0,
+    "certificates_rfc2136_port": 1,
+    "certificates_rfc2136_ttl": 0,
+    "certificates_rfc2136_timeout": 1,
+    "certificates_rfc2136_propagation_seconds": 0,
+    "certificates_dns_port": 1,
+    "certificates_runtime_port": 1,
+    "certificates_runtime_timeout": 1,
+    "certificates_runtime_bufsize": 1024,
+    "certificates_push_concurrency": 1,
+    "certificates_verify_port": 1,
+    "certificates_verify_timeout": 1,
+    "certificates_verify_concurrency": 1,
+    "certificates_status_fail_days": 0,
+}
+# community.general.nsupdate's default for its timeout option.
+NSUPDATE_DEFAULT_TIMEOUT = 10
+SOURCES = ("acme", "certbot", "tls_secret", "files")
+FILE_SOURCE_KEYS = ("certificate", "chain", "fullchain", "privatekey", "privatekey_passphrase")
+ITEM_KEYS = (
+    "name", "domains", "haproxy_path", "crt_list", "crt_list_options", "sni_filters", "state",
+    "verify_servername", "certbot_live", "tls_secret_dir",
+) + FILE_SOURCE_KEYS
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+def to_bool(value: t.Any, name: str) -> bool:
+    """A boolean variable as Ansible users write it: true/false, yes/no, on/off, 1/0, in any case."""
+    if isinstance(value, bool):
+        return value
+    text = value.strip().lower() if isinstance(value, str) else value
+    if text in BOOLEANS_TRUE:
+        return True
+    if text in BOOLEANS_FALSE or text is None:
+        return False
+    raise CertificatesRoleError(f"{name} is {value!r}, which is not a boolean (true/false, yes/no).")
+
+
+def to_int(value: t.Any, name: str, minimum: int = 0) -> int:
+    """A whole-number variable, given as a number or as its text (`-e NAME=30`)."""
+    if isinstance(value, bool):
+        raise CertificatesRoleError(f"{name} is {value!r}, which is not a whole number.")
+    try:
+        number = int(value.strip()) if isinstance(value, str) else int(value)
+    except (TypeError, ValueError):
+        raise CertificatesRoleError(f"{name} is {value!r}, which is not a whole number.") from None
+    if isinstance(value, float) and number != value:
+        raise CertificatesRoleError(f"{name} is {value!r}, which is not a whole number.")
+    if number < minimum:
+        raise CertificatesRoleError(f"{name} is {number}, less than the smallest allowed value {minimum}.")
+    return number
+
+
+def settings(variables: t.Mapping[str, t.Any]) -> dict[str, t.Any]:
+    """The role's boolean and number variables, coerced and checked, keyed without the `certificates_` prefix.
+
+    `variables` holds the role's variables (the ones it has); a variable that is
+    missing keeps no entry. Every bad value is named in one error.
+    """
+    coerced: dict[str, t.Any] = {}
+    problems = []
+    for name in BOOLEAN_VARIABLES:
+        if name in variables:
+            try:
+                coerced[name[len("certificates_"):]] = to_bool(variables[name], name)
+            except CertificatesRoleError as exc:
+                problems.append(str(exc))
+    for name, minimum in INTEGER_VARIABLES.items():
+        if name in variables:
+            try:
+                coerced[name[len("certificates_"):]] = to_int(variables[name], name, minimum)
+            except CertificatesRoleError as exc:
+                problems.append(str(exc))
+    if problems:
+        raise CertificatesRoleError(" ".join(problems) + " Nothing was changed.")
+    if "rfc2136_timeout" in coerced:
+        # nsupdate's timeout option needs community.general 13 (ansible-core 2.18): pass it only when it differs
+        # from nsupdate's own default, so the declared floor (community.general 8) holds for everyone else.
+        timeout = coerced["rfc2136_timeout"]
+        coerced["rfc2136_timeout_option"] = None if timeout == NSUPDATE_DEFAULT_TIMEOUT else timeout
+    return coerced
+
+
+def acme_contact(value: t.Any) -> list[str]:
+    """`certificates_acme_contact` as the ACME account's contact URIs.
+
+    Accepts `a@b`, `mailto:a@b`, or a list of either; an empty value means no contact.
+    """
+    if value is None or value == "":
+        return []
+    entries = value if isinstance(value, (list, tuple)) else [value]
+    contacts = []
+    for entry in entries:
+        if not isinstance(entry, str) or not entry.strip():
+            raise CertificatesRoleError(
+                f"certificates_acme_contact holds {entry!r}: give an e-mail address (a@b or mailto:a@b) or a list of them."
+            )
+        address = entry.strip()
+        address = address[len("mailto:"):] if address.lower().startswith("mailto:") else address
+        if address.count("@") != 1 or address.startswith("@") or address.endswith("@") or any(c.isspace() for c in address):
+            raise CertificatesRoleError(f"certificates_acme_contact holds {entry!r}, which is not an e-mail address.")
+        contacts.append("mailto:" + address)
+    return contacts
+
+
+def acme_terms_problem(directory: t.Any, terms_agreed: bool, directory_url: str) -> str:
+    """Why ordering would fail on the CA's terms of service, or '' when it would not."""
+    meta = directory.get("meta") if isinstance(directory, dict) else None
+    terms = meta.get("termsOfService") if isinstance(meta, dict) else None
+    if terms and not terms_agreed:
+        return (f"The ACME CA at {directory_url} asks to agree to its terms of service ({terms}): read them and set "
+                "certificates_acme_terms_agreed to true. Nothing was ordered.")
+    return ""
+
+
+def _item_error(index: int, item: t.Any, message: str) -> CertificatesRoleError:
+    name = item.get("name") if isinstance(item, dict) else None
+    where = f"certificates_items[{index}]" + (f" ({name})" if isinstance(name, str) and name else "")
+    return CertificatesRoleError(f"{where}: {message}. Nothing was changed.")
+
+
+def select(items: t.Any, only: t.Any, source: str) -> list[dict[str, t.Any]]:
+    """Check certificates_items and pick this run's certificates (all, or those named in certificates_only).
+
+    Returns normalised items: every key present (empty when not given), state
+    `present` or `absent`, domains lowercased.
+    """
+    if source not in SOURCES:
+        raise CertificatesRoleError(f"certificates_source is {source!r}; use one of {', '.join(SOURCES)}.")
+    if not isinstance(items, list) or not items:
+        raise CertificatesRoleError("certificates_items is empty: list at least one certificate.")
+    selected, seen = [], {}
+    for index, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise _item_error(index, item, "is not a dict")
+        unknown = sorted(set(item) - set(ITEM_KEYS))
+        if unknown:
+            raise _item_error(index, item, f"unknown key(s) {', '.join(unknown)} (known: {', '.join(ITEM_KEYS)})")
+        name = item.get("name")
+        if not isinstance(name, str) or not _NAME_RE.match(name):
+            raise _item_error(index, item, "name must be letters, digits, '.', '_' and '-', starting with a letter or digit")
+        if name in seen:
+            raise _item_error(index, item, f"name {name} is already used by certificates_items[{seen[name]}]")
+        seen[name] = index
+        path = item.get("haproxy_path")
+        if not isinstance(path, str) or not path.startswith("/"):
+            raise _item_error(index, item, f"haproxy_path must be an absolute path, not {path!r}")
+        state = item.get("state") or "present"
+        if state not in ("present", "absent"):
+            raise _item_error(index, item, f"state must be present or absent, not {state!r}")
+        domains = item.get("domains") or []
+        if isinstance(domains, str):
+            domains = [domains]
+        if not isinstance(domains, list) or not all(isinstance(domain, str) and domain for domain in domains):
+            raise _item_error(index, item, "domains must be a list of DNS names")
+        if source == "acme" and state == "present" and not domains:
+            raise _item_error(index, item, "needs a non-empty domains list (certificates_source is acme)")
+        sni_filters = item.get("sni_filters") or []
+        if isinstance(sni_filters, str):
+            sni_filters = sni_filters.split()
+        normalised = {key: item.get(key) or "" for key in ITEM_KEYS}
+        normalised.update(name=name, haproxy_path=path, state=state, sni_filters=list(sni_filters),
+                          domains=[domain.lower() for domain in domains],
+                          crt_list_options=_bare_options(item.get("crt_list_options")))
+        selected.append(normalised)
+    only = [] if only in (None, "") else ([only] if isinstance(only, str) else list(only))
+    unknown = [name for name in only if name not in seen]
+    if unknown:
+        raise CertificatesRoleError(
+            f"certificates_only names {', '.join(map(str, unknown))}, which certificates_items does not hold "
+            f"(known: {', '.join(seen)})."
+        )
+    return [item for item in selected if not only or item["name"] in only]
+
+
+def _bare_options(options: t.Any) -> str:
+    """crt-list SSL options without their brackets (the modules add them)."""
+    text = (options or "").strip()
+    if text.startswith("[") and text.endswith("]"):
+        text = text[1:-1].strip()
+    return text
+
+
+def zone_problem(selected: list[dict], zone: str) -> str:
+    """The domains whose _acme-challenge record cannot be written in the RFC 2136 zone, as a message ('' if none)."""
+    zone = zone.strip().rstrip(".").lower()
+    outside = [domain for item in selected if item["state"] == "present" for domain in item["domains"]
+               if not (domain.rstrip(".") == zone or domain.rstrip(".").endswith("." + zone))]
+    if not outside:
+        return ""
+    return (f"{', '.join(outside)} not in zone {zone} (certificates_rfc2136_zone): their _acme-challenge records "
+            "cannot be written there. Nothing was ordered.")
+
+
+# --- renew -------------------------------------------------------------------------------------------------
+
+
+def _read_certificate(path: str):
+    from cryptography import x509  # the collection's declared requirement, only needed to renew
+
+    with open(path, "rb") as handle:
+        return x509.load_pem_x509_certificate(handle.read())
+
+
+def _key_description(certificate) -> str:
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+    key = certificate.public_key()
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        return "ECC:" + key.curve.name
+    if isinstance(key, rsa.RSAPublicKey):
+        return "RSA"
+    return type(key).__name__
+
+
+def renewal_decisions(selected: list[dict], store_dir: str, key_type: str, key_curve: str, renew_days: int,
+                      force: bool, now: datetime.datetime | None = None) -> dict[str, dict]:
+    """For every present certificate: whether it is due and why, keyed by name.
+
+    Due when its files are missing, its names or key type changed, fewer than
+    `renew_days` days are left, or `force`. `reason` is empty when not due.
+    """
+    from cryptography import x509
+
+    now = now or datetime.datetime.now(datetime.timezone.utc)
+    wanted_key = "ECC:" + key_curve if key_type == "ECC" else key_type
+    decisions = {}
+    for item in selected:
+        if item["state"] != "present":
+            continue
+        live = os.path.join(store_dir, "live", item["name"])
+        wanted = sorted(set(item["domains"]))
+        decision = {"name": item["name"], "domains": wanted, "reason": "", "days_left": None, "due": True}
+        if not os.path.exists(os.path.join(live, "cert.pem")):
+            decision["reason"] = "no certificate yet"
+        elif not os.path.exists(os.path.join(live, "privkey.pem")):
+            decision["reason"] = "private key missing"
+        else:
+            try:
+                certificate = _read_certificate(os.path.join(live, "cert.pem"))
+            except (OSError, ValueError) as exc:
+                decision["reason"] = f"cert.pem unreadable ({exc})"
+            else:
+                not_after = certificate.not_valid_after_utc if hasattr(certificate, "not_valid_after_utc") else (
+                    certificate.not_valid_after.replace(tzinfo=datetime.timezone.utc))
+                seconds_left = (not_after - now).total_seconds()
+                decision["days_left"] = int(seconds_left // 8640) / 10.0
+                try:
+                    sans = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+                    names = sorted({name.lower() for name in sans.get_values_for_type(x509.DNSName)})
+                except x509.ExtensionNotFound:
+                    names = []
+                key_now = _key_description(certificate)
+                if force:
+                    decision["reason"] = "forced (certificates_force_renew)"
+                elif names != wanted:
+                    decision["reason"] = f"names changed: {','.join(names)} -> {','.join(wanted)}"
+                elif key_now != wanted_key:
+                    decision["reason"] = f"key type changed: {key_now} -> {wanted_key}"
+                elif seconds_left < renew_days * 86400:
+                    decision["reason"] = (f"{decision['days_left']} days left, fewer than certificates_renew_days "
+                                          f"({renew_days})")
+        decision["due"] = bool(decision["reason"])
+        decisions[item["name"]] = decision
+    return decisions
+
+
+def challenge_records(orders: list[dict]) -> list[dict]:
+    """The TXT records every order's DNS-01 challenges need, one entry per record name (values merged)."""
+    records: dict[str, list[str]] = {}
+    for order in orders:
+        for record, values in (order.get("challenge_data_dns") or {}).items():
+            merged = records.setdefault(record.rstrip(".") + ".", [])
+            merged.extend(value for value in values if value not in merged)
+    return [{"record": record, "values": values} for record, values in records.items()]
+
+
+# --- bundle ------------------------------------------------------------------------------------------------
+
+
+def bundle_path(bundle_dir: str, name: str) -> str:
+    return posixpath.join(bundle_dir, name + ".pem")
+
+
+def bundle_entries(selected: list[dict], source: str, bundle_dir: str, store_dir: str, certbot_live_dir: str,
+                   tls_secret_dir: str) -> list[dict]:
+    """The haproxy_cert_bundle `bundles` entries that build every present certificate's bundle from its source."""
+    entries = []
+    for item in selected:
+        if item["state"] != "present":
+            continue
+        entry = {"dest": bundle_path(bundle_dir, item["name"])}
+        if source == "acme":
+            live = posixpath.join(store_dir, "live", item["name"])
+            entry.update(fullchain=posixpath.join(live, "fullchain.pem"), privatekey=posixpath.join(live, "privkey.pem"))
+        elif source == "certbot":
+            entry["certbot_live"] = item["certbot_live"] or posixpath.join(certbot_live_dir, item["name"])
+        elif source == "tls_secret":
+            entry["tls_secret_dir"] = item["tls_secret_dir"] or posixpath.join(tls_secret_dir, item["name"])
+        else:
+            entry.update((key, item[key]) for key in FILE_SOURCE_KEYS if item[key])
+        entries.append(entry)
+    return entries
+
+
+def bundle_read_entries(selected: list[dict], bundle_dir: str, skip: t.Iterable[str] = ()) -> list[dict]:
+    """Entries that read (in check mode) the bundles built earlier, without writing anything."""
+    return [{"certificate": bundle_path(bundle_dir, item["name"]), "dest": bundle_path(bundle_dir, item["name"])}
+            for item in selected if item["state"] == "present" and item["name"] not in set(skip)]
+
+
+_BUNDLE_KEYS = ("dest", "serial", "fingerprint", "not_after", "days_left", "names", "changed")
+
+
+def bundles(selected: list[dict], bundle_dir: str, result: dict, entries: list[dict] | None = None,
+            earlier: t.Mapping[str, dict] | None = None) -> dict[str, dict]:
+    """What every bundle holds, keyed by certificate name, from a haproxy_cert_bundle result.
+
+    The module answers per `dest`; a certificate whose entry was refused (or
+    whose call failed as a whole) gets `error` instead; when other entries
+    were refused, one the module did not get to is left out (to be read
+    again). `earlier` (an earlier read) is kept for certificates this result
+    does not mention.
+    """
+    by_dest = {entry.get("dest"): entry for entry in (result.get("bundles") or [])}
+    errors = {}
+    entries = entries or []
+    for error in result.get("errors") or []:
+        index = error.get("index")
+        if isinstance(index, int) and 0 <= index < len(entries):
+            errors[entries[index]["dest"]] = error.get("msg") or "invalid"
+    outcome = dict(earlier or {})
+    for item in selected:
+        if item["state"] != "present":
+            continue
+        dest = bundle_path(bundle_dir, item["name"])
+        if dest in by_dest:
+            found = by_dest[dest]
+            outcome[item["name"]] = {key: found.get(key) for key in _BUNDLE_KEYS}
+            outcome[item["name"]]["changed"] = bool(found.get("changed"))
+        elif dest in errors:
+            outcome[item["name"]] = {"dest": dest, "error": errors[dest]}
+        elif item["name"] not in outcome and not errors:
+            # With per-entry errors the others were not read: they are left out, to be read again.
+            outcome[item["name"]] = {"dest": dest, "error": result.get("msg") or "not read"}
+    return outcome
+
+
+def bundle_failure(selected: list[dict], result: dict, entries: list[dict], source: str) -> str:
+    """The message for a bundle step that failed, naming every certificate concerned ('' when it did not fail)."""
+    if not result.get("failed"):
+        return ""
+    by_dest = {entry["dest"]: posixpath.basename(entry["dest"])[:-len(".pem")] for entry in entries}
+    problems = []
+    for error in result.get("errors") or []:
+        index = error.get("index")
+        if isinstance(index, int) and 0 <= index < len(entries):
+            problems.append(f"{by_dest[entries[index]['dest']]}: {error.get('msg')}")
+    if not problems:
+        names = ", ".join(item["name"] for item in selected if item["state"] == "present")
+        problems.append(f"{names}: {result.get('msg') or 'no message'}")
+    return f"No bundle was written (source {source}): " + "; ".join(problems)
+
+
+# --- instances -----------------------------------------------------------------------------------------------
+
+
+def _host_settings(host_vars: t.Mapping[str, t.Any], host: str) -> dict[str, t.Any]:
+    return {
+        "address": str(host_vars.get("ansible_host") or host),
+        "cert_dir": host_vars.get("certificates_host_cert_dir") or "",
+        "crt_list": host_vars.get("certificates_host_crt_list") or "",
+        "runtime_port": host_vars.get("certificates_host_runtime_port"),
+        "verify_port": host_vars.get("certificates_host_verify_port"),
+    }
+
+
+def persist_hosts(group: list[str] | None, hostvars: t.Mapping[str, t.Mapping[str, t.Any]]) -> dict[str, dict]:
+    """The HAProxy hosts of the inventory and their certificates_host_* settings, keyed by host name."""
+    return {host: _host_settings(hostvars[host], host) for host in (group or [])}
+
+
+def instances(endpoints: list, addresses: list, hosts: t.Mapping[str, dict], runtime_port: int,
+              verify_port: int) -> dict[str, dict]:
+    """Every running instance, keyed by its name, in the order given.
+
+    From `endpoints` (strings or dicts with endpoint, name, process, cert_dir,
+    crt_list, verify_host, verify_port) or, when it is empty, from the service's
+    `addresses`. An instance at the address of a host in `hosts` takes its
+    name and its certificates_host_* settings. Endpoints are parsed by the
+    Runtime API client, so a bad one fails here, before anything is sent.
+    """
+    by_address = {settings["address"]: host for host, settings in hosts.items()}
+    given = list(endpoints or [])
+    if not given:
+        for address in addresses or []:
+            host = by_address.get(str(address))
+            port = to_int((hosts[host]["runtime_port"] if host else None) or runtime_port,
+                          "certificates_host_runtime_port of " + host if host else "certificates_runtime_port", 1)
+            given.append({"endpoint": (f"[{address}]" if ":" in str(address) else str(address)) + f":{port}"})
+    found: dict[str, dict] = {}
+    for index, entry in enumerate(given):
+        spec = dict(entry) if isinstance(entry, dict) else {"endpoint": str(entry)}
+        try:
+            endpoint = api.parse_endpoint(spec.get("endpoint"))
+            process = api.check_process(spec.get("process") or None, spec.get("endpoint"))
+        except api.RuntimeApiError as exc:
+            raise CertificatesRoleError(f"certificates_endpoints[{index}]: {exc}. Nothing was sent.") from None
+        address = "" if endpoint.is_unix else endpoint.address
+        host = by_address.get(address, "")
+        host_settings = hosts.get(host, {}) if host else {}
+        name = str(spec.get("name") or host or spec["endpoint"])
+        if name in found:
+            raise CertificatesRoleError(f"certificates_endpoints[{index}]: instance name {name} is used twice. "
+                                        "Nothing was sent.")
+        found[name] = {
+            "name": name,
+            "endpoint": spec["endpoint"],
+            "process": process or "",
+            "host": host,
+            "verify_host": str(spec.get("verify_host") or address or "127.0.0.1"),
+            "verify_port": to_int(spec.get("verify_port") or host_settings.get("verify_port") or verify_port,
+                                  f"the verify port of instance {name}", 1),
+            "cert_dir": spec.get("cert_dir") or host_settings.get("cert_dir") or "",
+            "crt_list": spec.get("crt_list") or host_settings.get("crt_list") or "",
+        }
+    return found
+
+
+def instance_path(item: dict, cert_dir: str) -> str:
+    """Where an instance (or host) with `cert_dir` keeps a certificate: the modules' cert_dir mapping."""
+    return posixpath.join(cert_dir, posixpath.basename(item["haproxy_path"])) if cert_dir else item["haproxy_path"]
+
+
+def crt_list_line(item: dict, path: str) -> str:
+    """The crt-list line of a certificate, as the haproxy_ssl_cert module writes it into HAProxy."""
+    return Request(path, crt_list_options=item["crt_list_options"] or None, sni_filters=item["sni_filters"]).crt_list_line()
+
+
+# --- push ----------------------------------------------------------------------------------------------------
+
+
+def push_endpoints(found: t.Mapping[str, dict], skip: t.Iterable[str] = ()) -> list[dict]:
+    """The haproxy_ssl_cert `endpoints` list: every instance with its process, cert_dir and crt-list."""
+    skip = set(skip)
+    return [dict({"endpoint": instance["endpoint"]},
+                 **{key: instance[key] for key in ("process", "cert_dir", "crt_list") if instance[key]})
+            for name, instance in found.items() if name not in skip]
+
+
+def push_certificates(selected: list[dict], bundle_dir: str) -> list[dict]:
+    """The haproxy_ssl_cert `certificates` list: present ones from their bundles, absent ones to remove."""
+    certificates = []
+    for item in selected:
+        entry: dict[str, t.Any] = {"path": item["haproxy_path"], "state": item["state"]}
+        if item["state"] == "present":
+            entry["src"] = bundle_path(bundle_dir, item["name"])
+        entry.update((key, item[key]) for key in ("crt_list", "crt_list_options", "sni_filters") if item[key])
+        certificates.append(entry)
+    return certificates
+
+
+def _summary_serial(summary: t.Any) -> str:
+    return (summary or {}).get("serial") or ""
+
+
+def push_outcome(found: t.Mapping[str, dict], selected: list[dict], result: dict) -> dict[str, dict]:
+    """What the push did on every instance, keyed by instance name; per certificate (by name) before → after.
+
+    The module answers per endpoint; an instance it does not mention failed
+    with the call as a whole (a bad bundle or endpoint: nothing was sent).
+    """
+    by_endpoint = {entry.get("endpoint"): entry for entry in (result.get("instances") or [])}
+    outcome = {}
+    for name, instance in found.items():
+        entry = by_endpoint.get(instance["endpoint"])
+        failed = bool(entry.get("failed")) if entry else True
+        certificates = {}
+        if entry:
+            by_path = {posixpath.basename(cert.get("path") or ""): cert for cert in entry.get("certificates") or []}
+            for item in selected:
+                cert = by_path.get(posixpath.basename(item["haproxy_path"]))
+                if cert is None:
+                    continue
+                certificates[item["name"]] = {
+                    "path": cert.get("path"), "action": cert.get("action") or "",
+                    "before": cert.get("before") or {}, "after": cert.get("after") or {},
+                    "serial_before": _summary_serial(cert.get("before")),
+                    "serial_after": _summary_serial(cert.get("after")),
+                }
+        message = ((entry.get("msg") if entry else result.get("msg")) or "failed") if failed else ""
+        outcome[name] = {
+            "endpoint": instance["endpoint"], "failed": failed, "msg": message,
+            "changed": any(cert["action"] not in ("unchanged", "") for cert in certificates.values()),
+            "certificates": certificates,
+        }
+    return outcome
+
+
+# --- persist ----------------------------------------------------------------------------------------------------
+
+
+def persist_plan(hosts: t.Mapping[str, dict], selected: list[dict], bundle_dir: str,
+                 play_hosts: t.Iterable[str] = (), this_host: str = "") -> list[dict]:
+    """One entry per host and certificate: the file to write (or remove) and its crt-list line.
+
+    In a play on the controller the plan covers every HAProxy host. In a play
+    over the HAProxy hosts (some play host is one of them) each play host
+    writes only its own files, so no file is written twice.
+    """
+    over_hosts = any(host in hosts for host in play_hosts)
+    plan = []
+    for host, host_settings in hosts.items():
+        if over_hosts and host != this_host:
+            continue
+        for item in selected:
+            path = instance_path(item, host_settings["cert_dir"])
+            plan.append({
+                "host": host, "name": item["name"], "state": item["state"], "path": path,
+                "crt_list": host_settings["crt_list"] or item["crt_list"],
+                "line": crt_list_line(item, path), "line_regexp": r"^\s*" + re.escape(path) + r"(\s|$)",
+                "src": bundle_path(bundle_dir, item["name"]),
+            })
+    return plan
+
+
+def persisted(file_results: list[dict], list_results: list[dict]) -> dict[str, dict]:
+    """What the persist step wrote on every host, keyed by host: changed files/lists and failures."""
+    hosts: dict[str, dict] = {}
+    for kind, results in (("path", file_results), ("crt_list", list_results)):
+        for result in results or []:
+            target = result.get("target") or {}
+            entry = hosts.setdefault(target.get("host"), {"changed": [], "failed": []})
+            if result.get("failed") or result.get("unreachable"):
+                entry["failed"].append(f"{target.get(kind)}: {result.get('msg') or 'failed'}")
+            elif result.get("changed"):
+                entry["changed"].append(target.get(kind))
+    return hosts
+
+
+def persisted_on_play_hosts(play_hosts: t.Iterable[str], hostvars: t.Mapping[str, t.Mapping[str, t.Any]]) -> dict:
+    """What every play host's persist step recorded, merged (each host wrote its own files, or one wrote them all)."""
+    merged: dict[str, dict] = {}
+    for host in play_hosts:
+        merged.update(hostvars[host].get("certificates_persisted") or {})
+    return merged
+
+
+# --- verify and status --------------------------------------------------------------------------------------------
+
+
+def handshake_targets(found: t.Mapping[str, dict], selected: list[dict], known_bundles: t.Mapping[str, dict],
+                      servername: str = "", skip: t.Iterable[str] = ()) -> list[dict]:
+    """The served_cert_info targets: one TLS handshake per instance and present certificate, named INSTANCE/CERT."""
+    skip = set(skip)
+    targets = []
+    for name, instance in found.items():
+        if name in skip:
+            continue
+        for item in selected:
+            if item["state"] != "present":
+                continue
+            bundle = known_bundles.get(item["name"]) or {}
+            names = item["domains"] or bundle.get("names") or []
+            sni = item["verify_servername"] or servername or (
+                re.sub(r"^\*\.", "ingress-haproxy-verify.", names[0]) if names else "")
+            target = {"name": f"{name}/{item['name']}", "address": instance["verify_host"],
+                      "port": instance["verify_port"], "servername": sni}
+            if bundle.get("fingerprint"):
+                target["expected_fingerprint"] = bundle["fingerprint"]
+            targets.append(target)
+    return targets
+
+
+def _served_by_target(served: list[dict]) -> dict[tuple[str, str], dict]:
+    found = {}
+    for entry in served or []:
+        instance, _sep, cert = (entry.get("name") or "").rpartition("/")
+        found[(instance, cert)] = entry
+    return found
+
+
+def verify_outcome(targets: list[dict], served: list[dict], known_bundles: t.Mapping[str, dict]) -> dict[str, dict]:
+    """What every instance serves for every certificate, keyed by instance then certificate name."""
+    seen = _served_by_target(served)
+    outcome: dict[str, dict] = {}
+    for target in targets:
+        instance, _sep, cert = target["name"].rpartition("/")
+        entry = seen.get((instance, cert)) or {}
+        expected = known_bundles.get(cert) or {}
+        check = {"servername": target["servername"], "serial": entry.get("serial") or "",
+                 "fingerprint": entry.get("fingerprint") or "", "not_after": entry.get("not_after") or "",
+                 "days_left": entry.get("days_left"), "ok": entry.get("matches") is True, "msg": ""}
+        if not check["fingerprint"]:
+            check["msg"] = (f"no TLS handshake with {target['address']}:{target['port']}: "
+                            f"{entry.get('error') or 'failed'}")
+        elif not check["ok"]:
+            check["msg"] = f"serves serial {check['serial']}, the bundle holds serial {expected.get('serial') or '?'}"
+        outcome.setdefault(instance, {})[cert] = check
+    return outcome
+
+
+def report(found: t.Mapping[str, dict], selected: list[dict], pushed: t.Mapping[str, dict],
+           verified: t.Mapping[str, dict], persisted_hosts: t.Mapping[str, dict]) -> dict[str, t.Any]:
+    """The run's outcome: one row per instance (with one per certificate), the hosts that failed, and `failed`."""
+    rows = []
+    for name, instance in found.items():
+        push = pushed.get(name)
+        checks = verified.get(name) or {}
+        certificates = []
+        for item in selected:
+            pushed_cert = ((push or {}).get("certificates") or {}).get(item["name"]) or {}
+            check = checks.get(item["name"]) or {}
+            certificates.append({
+                "name": item["name"], "action": pushed_cert.get("action", ""),
+                "serial_before": pushed_cert.get("serial_before", ""),
+                "serial_after": pushed_cert.get("serial_after", ""),
+                "served_serial": check.get("serial", ""), "served_ok": check.get("ok"),
+                "problem": check.get("msg", "") if check and not check.get("ok") else "",
+            })
+        problems = ([push["msg"]] if push and push["failed"] else []) + [
+            cert["problem"] for cert in certificates if cert["problem"]]
+        rows.append({
+            "name": name, "endpoint": instance["endpoint"],
+            "push": ("failed" if push["failed"] else "changed" if push["changed"] else "unchanged") if push else "not run",
+            "verify": ("failed" if any(not check.get("ok") for check in checks.values()) else "ok") if checks else "not run",
+            "failed": bool(problems), "problems": problems, "certificates": certificates,
+        })
+    failed_hosts = [{"host": host, "problems": entry["failed"]}
+                    for host, entry in persisted_hosts.items() if entry["failed"]]
+    failed = any(row["failed"] for row in rows) or bool(failed_hosts)
+    summary = ""
+    if failed:
+        names = [row["name"] for row in rows if row["failed"]]
+        summary = f"{len(names)} of {len(rows)} instances failed ({', '.join(names)})"
+        if failed_hosts:
+            summary += ", and HAProxy hosts " + ", ".join(entry["host"] for entry in failed_hosts) + " could not get the files"
+        summary += ": " + " ".join(f"{row['name']}: {'; '.join(row['problems'])}." for row in rows if row["failed"])
+        summary += "".join(f" {entry['host']}: {'; '.join(entry['problems'])}." for entry in failed_hosts)
+    return {"instances": rows, "failed_hosts": failed_hosts, "failed": failed, "msg": summary}
+
+
+def report_lines(outcome: dict, persisted_hosts: t.Mapping[str, dict]) -> list[str]:
+    """The report as lines for the run's output."""
+    lines = []
+    for row in outcome["instances"]:
+        lines.append(f"{'FAILED ' if row['failed'] else 'ok     '}{row['name']} ({row['endpoint']}): push {row['push']}, "
+                     f"verify {row['verify']}")
+        for cert in row["certificates"]:
+            text = f"         {cert['name']}: {cert['action'] or 'not pushed'}"
+            if cert["serial_before"] or cert["serial_after"]:
+                text += f", serial {cert['serial_before'] or '-'} -> {cert['serial_after'] or '-'}"
+            if cert["served_serial"]:
+                text += f", TLS handshake sees {cert['served_serial']}"
+            lines.append(text)
+        lines.extend("         problem: " + problem for problem in row["problems"])
+    for host, entry in persisted_hosts.items():
+        if entry["failed"]:
+            text = "files not written: " + "; ".join(entry["failed"])
+        elif entry["changed"]:
+            text = "wrote " + ", ".join(entry["changed"])
+        else:
+            text = "files unchanged"
+        lines.append(f"{'FAILED ' if entry['failed'] else 'ok     '}host {host}: {text}")
+    return lines
+
+
+def status_rows(found: t.Mapping[str, dict], selected: list[dict], targets: list[dict], served: list[dict],
+                known_bundles: t.Mapping[str, dict], fail_days: int = 0) -> dict[str, t.Any]:
+    """What every instance serves for every certificate, one row each; with `fail_days`, which rows fail the run.
+
+    A row fails when the instance cannot be reached, serves a leaf other than
+    the bundle's, or (with fail_days > 0) serves one with fewer days left.
+    """
+    seen = _served_by_target(served)
+    by_name = {item["name"]: item for item in selected}
+    rows, failures = [], []
+    for target in targets:
+        instance_name, _sep, cert = target["name"].rpartition("/")
+        instance = found[instance_name]
+        entry = seen.get((instance_name, cert)) or {}
+        bundle = known_bundles.get(cert) or {}
+        if not entry.get("fingerprint"):
+            state = "unreachable: " + (entry.get("error") or "no reply")
+        elif not bundle.get("fingerprint"):
+            state = "no bundle: " + (bundle.get("error") or "")
+        elif entry.get("matches"):
+            state = "matches bundle"
+        else:
+            state = f"differs from bundle (serial {bundle.get('serial')})"
+        row = {
+            "instance": instance_name, "endpoint": instance["endpoint"], "certificate": cert,
+            "path": instance_path(by_name[cert], instance["cert_dir"]),
+            "servername": target["servername"], "address": f"{target['address']}:{target['port']}",
+            "serial": entry.get("serial") or "", "not_after": entry.get("not_after") or "",
+            "days_left": entry.get("days_left"), "fingerprint": entry.get("fingerprint") or "",
+            "bundle_serial": bundle.get("serial") or "", "matches_bundle": entry.get("matches") is True,
+            "state": state,
+        }
+        rows.append(row)
+        if fail_days > 0:
+            if state != "matches bundle":
+                failures.append(f"{instance_name}/{cert}: {state}")
+            elif row["days_left"] is not None and row["days_left"] < fail_days:
+                failures.append(f"{instance_name}/{cert}: {row['days_left']} days left, fewer than "
+                                f"certificates_status_fail_days ({fail_days})")
+    return {"rows": rows, "failures": failures}
+
+
+def status_lines(rows: list[dict]) -> list[str]:
+    line = "%-16s %-16s %-40s %-24s %9s  %s"
+    lines = [line % ("INSTANCE", "CERTIFICATE", "SERVED SERIAL", "NOT AFTER", "DAYS LEFT", "STATE")]
+    for row in rows:
+        lines.append(line % (row["instance"], row["certificate"], row["serial"] or "-", row["not_after"] or "-",
+                             "-" if row["days_left"] is None else row["days_left"], row["state"]))
+    return lines
+
+
+def rfc2136_hint(result: t.Mapping[str, t.Any], key_name: str, zone: str) -> str:
+    """What to change when the RFC 2136 server refused the preflight's probe update, from its reply."""
+    reply = f"{result.get('msg') or ''} {result.get('dns_rc_str') or ''}"
+    hints = (
+        ("PeerBadKey", f"The server does not know key {key_name}: check certificates_rfc2136_key_name."),
+        ("PeerBadSignature", "The server rejected the TSIG signature: check certificates_rfc2136_key_secret and "
+                             "certificates_rfc2136_key_algorithm."),
+        ("BadSig", "The server rejected the TSIG signature: check certificates_rfc2136_key_secret and "
+                   "certificates_rfc2136_key_algorithm."),
+        ("PeerBadTime", "The server rejected the TSIG time: check the clocks."),
+        ("NOTAUTH", f"The server is not authoritative for zone {zone}: check certificates_rfc2136_zone."),
+        ("REFUSED", f"The zone's update-policy does not let key {key_name} write TXT records there."),
+        ("NOTZONE", f"The record is not inside zone {zone}."),
+    )
+    for marker, hint in hints:
+        if marker in reply:
+            return hint
+    return "Check certificates_rfc2136_server and certificates_rfc2136_port."

@@ -1,0 +1,329 @@
+# Copyright (c) ingress.haproxy contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""The certificates role's decisions, function by function (the role's integration targets run them for real)."""
+
+from __future__ import annotations
+
+import datetime
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from ansible_collections.ingress.haproxy.plugins.plugin_utils import _certificates_role as role
+from ansible_collections.ingress.haproxy.plugins.plugin_utils._certificates_role import CertificatesRoleError
+
+ITEMS = [
+    {"name": "www", "domains": ["WWW.lab.test"], "haproxy_path": "/etc/haproxy/certs/www.pem",
+     "crt_list": "/etc/haproxy/list.txt", "crt_list_options": "[alpn h2]", "sni_filters": ["www.lab.test"]},
+    {"name": "api", "domains": ["api.lab.test"], "haproxy_path": "/etc/haproxy/certs/api.pem"},
+]
+
+
+@pytest.mark.parametrize("text, expected", [("false", False), ("true", True), ("no", False), ("yes", True),
+                                            ("False", False), ("YES", True), (False, False), (True, True)])
+def test_booleans_passed_as_text_mean_what_they_say(text, expected):
+    assert role.settings({"certificates_force_renew": text, "certificates_preflight": text}) == {
+        "force_renew": expected, "preflight": expected}
+
+
+def test_numbers_passed_as_text_are_numbers():
+    assert role.settings({"certificates_renew_days": "30", "certificates_status_fail_days": 7}) == {
+        "renew_days": 30, "status_fail_days": 7}
+
+
+def test_nsupdate_timeout_is_passed_only_when_it_is_not_nsupdates_default():
+    # nsupdate's timeout option needs community.general 13; the default timeout must work on the declared floor.
+    assert role.settings({"certificates_rfc2136_timeout": "10"})["rfc2136_timeout_option"] is None
+    assert role.settings({"certificates_rfc2136_timeout": 3})["rfc2136_timeout_option"] == 3
+
+
+def test_bad_values_are_named_all_at_once():
+    with pytest.raises(CertificatesRoleError) as failure:
+        role.settings({"certificates_force_renew": "maybe", "certificates_runtime_port": "0",
+                       "certificates_verify_timeout": "soon"})
+    message = str(failure.value)
+    assert "certificates_force_renew is 'maybe'" in message
+    assert "certificates_runtime_port is 0, less than the smallest allowed value 1" in message
+    assert "certificates_verify_timeout is 'soon'" in message
+    assert "Nothing was changed" in message
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("hostmaster@example.com", ["mailto:hostmaster@example.com"]),
+    ("mailto:hostmaster@example.com", ["mailto:hostmaster@example.com"]),
+    (["a@example.com", "mailto:b@example.com"], ["mailto:a@example.com", "mailto:b@example.com"]),
+    ("", []),
+])
+def test_acme_contact_accepts_an_address_a_mailto_uri_or_a_list(value, expected):
+    assert role.acme_contact(value) == expected
+
+
+@pytest.mark.parametrize("value", ["not-an-address", ["ok@example.com", 3], "mailto:"])
+def test_acme_contact_refuses_what_is_not_an_address(value):
+    with pytest.raises(CertificatesRoleError, match="certificates_acme_contact"):
+        role.acme_contact(value)
+
+
+def test_terms_of_service_must_be_agreed_when_the_ca_has_them():
+    directory = {"newOrder": "x", "meta": {"termsOfService": "https://ca.test/terms.pdf"}}
+    problem = role.acme_terms_problem(directory, False, "https://ca.test/dir")
+    assert "certificates_acme_terms_agreed" in problem and "https://ca.test/terms.pdf" in problem
+    assert role.acme_terms_problem(directory, True, "https://ca.test/dir") == ""
+    assert role.acme_terms_problem({"newOrder": "x"}, False, "https://ca.test/dir") == ""
+
+
+def test_select_normalises_and_picks_only():
+    selected = role.select(ITEMS, ["api"], "acme")
+    assert [item["name"] for item in selected] == ["api"]
+    www = role.select(ITEMS, [], "acme")[0]
+    assert www["domains"] == ["www.lab.test"]
+    assert www["crt_list_options"] == "alpn h2"
+    assert www["state"] == "present"
+
+
+@pytest.mark.parametrize("items, only, message", [
+    ([], [], "certificates_items is empty"),
+    ([{"name": "a b", "haproxy_path": "/x", "domains": ["a"]}], [], "certificates_items[0] (a b): name must be"),
+    ([{"name": "a", "haproxy_path": "x", "domains": ["a"]}], [], "haproxy_path must be an absolute path"),
+    ([{"name": "a", "haproxy_path": "/x"}], [], "needs a non-empty domains list"),
+    ([{"name": "a", "haproxy_path": "/x", "domains": ["a"], "state": "gone"}], [], "state must be present or absent"),
+    (ITEMS + [dict(ITEMS[0])], [], "name www is already used by certificates_items[0]"),
+    (ITEMS, ["nope"], "certificates_only names nope"),
+])
+def test_select_refuses_bad_lists_naming_the_entry(items, only, message):
+    with pytest.raises(CertificatesRoleError) as failure:
+        role.select(items, only, "acme")
+    assert message in str(failure.value)
+
+
+def test_zone_problem_names_the_domains_outside_the_zone():
+    selected = role.select(ITEMS + [{"name": "o", "domains": ["*.other.test"], "haproxy_path": "/o"}], [], "acme")
+    assert role.zone_problem(selected, "lab.test.") == (
+        "*.other.test not in zone lab.test (certificates_rfc2136_zone): their _acme-challenge records cannot be "
+        "written there. Nothing was ordered.")
+    assert role.zone_problem(selected[:2], "LAB.test") == ""
+
+
+def _write_certificate(directory, names, days_left, curve=ec.SECP256R1()):
+    key = ec.generate_private_key(curve)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])]))
+        .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test CA")]))
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=days_left))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name) for name in names]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "cert.pem").write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    (directory / "privkey.pem").write_bytes(b"key")
+
+
+def _decide(store, renew_days=30, force=False, items=None):
+    selected = role.select(items or ITEMS, [], "acme")
+    return role.renewal_decisions(selected, str(store), "ECC", "secp256r1", renew_days, force)
+
+
+def test_renewal_decisions_say_why_by_name(tmp_path):
+    _write_certificate(tmp_path / "live" / "www", ["www.lab.test"], 60)
+    _write_certificate(tmp_path / "live" / "api", ["api.lab.test"], 10)
+    decisions = _decide(tmp_path)
+    assert decisions["www"]["due"] is False and decisions["www"]["reason"] == ""
+    assert 59 <= decisions["www"]["days_left"] <= 60
+    assert decisions["api"]["due"] is True
+    assert "fewer than certificates_renew_days (30)" in decisions["api"]["reason"]
+
+
+def test_renewal_is_forced_only_when_asked(tmp_path):
+    # The trap: -e certificates_force_renew=false forced a renewal. settings() makes it a real False.
+    _write_certificate(tmp_path / "live" / "www", ["www.lab.test"], 60)
+    _write_certificate(tmp_path / "live" / "api", ["api.lab.test"], 60)
+    force = role.settings({"certificates_force_renew": "false"})["force_renew"]
+    assert not any(decision["due"] for decision in _decide(tmp_path, force=force).values())
+    force = role.settings({"certificates_force_renew": "yes"})["force_renew"]
+    assert all(decision["reason"] == "forced (certificates_force_renew)" for decision in _decide(tmp_path, force=force).values())
+
+
+def test_renewal_sees_missing_files_changed_names_and_key_type(tmp_path):
+    _write_certificate(tmp_path / "live" / "www", ["old.lab.test"], 60)
+    _write_certificate(tmp_path / "live" / "api", ["api.lab.test"], 60, curve=ec.SECP384R1())
+    decisions = _decide(tmp_path)
+    assert decisions["www"]["reason"] == "names changed: old.lab.test -> www.lab.test"
+    assert decisions["api"]["reason"] == "key type changed: ECC:secp384r1 -> ECC:secp256r1"
+    assert _decide(tmp_path / "empty")["www"]["reason"] == "no certificate yet"
+
+
+def test_absent_certificates_are_not_renewed_or_bundled(tmp_path):
+    items = [dict(ITEMS[0], state="absent"), ITEMS[1]]
+    assert list(_decide(tmp_path, items=items)) == ["api"]
+    entries = role.bundle_entries(role.select(items, [], "acme"), "acme", "/b", "/s", "/c", "/t")
+    assert entries == [{"dest": "/b/api.pem", "fullchain": "/s/live/api/fullchain.pem",
+                        "privatekey": "/s/live/api/privkey.pem"}]
+
+
+def test_challenge_records_merge_values_per_record():
+    orders = [{"challenge_data_dns": {"_acme-challenge.www.lab.test": ["a"]}},
+              {"challenge_data_dns": {"_acme-challenge.www.lab.test.": ["b", "a"]}}, {"failed": True}]
+    assert role.challenge_records(orders) == [{"record": "_acme-challenge.www.lab.test.", "values": ["a", "b"]}]
+
+
+def test_bundles_are_keyed_by_name_from_the_dest_not_the_position():
+    selected = role.select(ITEMS, [], "acme")
+    entries = role.bundle_read_entries(selected, "/b")
+    result = {"bundles": [{"dest": "/b/api.pem", "serial": "02", "fingerprint": "F2", "names": ["api.lab.test"]},
+                          {"dest": "/b/www.pem", "serial": "01", "fingerprint": "F1", "names": ["www.lab.test"]}]}
+    found = role.bundles(selected, "/b", result, entries)
+    assert found["www"]["serial"] == "01" and found["api"]["serial"] == "02"
+
+
+def test_a_refused_bundle_is_named_and_the_others_are_left_to_read_again():
+    selected = role.select(ITEMS, [], "acme")
+    entries = role.bundle_read_entries(selected, "/b")
+    result = {"failed": True, "msg": "1 of 2 invalid", "errors": [{"index": 1, "dest": "/b/api.pem", "msg": "bad"}]}
+    found = role.bundles(selected, "/b", result, entries)
+    assert found == {"api": {"dest": "/b/api.pem", "error": "bad"}}
+    assert role.bundle_read_entries(selected, "/b", found.keys()) == [{"certificate": "/b/www.pem", "dest": "/b/www.pem"}]
+    assert role.bundle_failure(selected, result, entries, "acme") == "No bundle was written (source acme): api: bad"
+
+
+HOSTS = {"h1": {"address": "127.0.0.11", "cert_dir": "/srv/h1", "crt_list": "/srv/h1/list.txt",
+                "runtime_port": None, "verify_port": 8443},
+         "h2": {"address": "127.0.0.12", "cert_dir": "", "crt_list": "", "runtime_port": 9998, "verify_port": None}}
+
+
+def test_instances_from_the_service_take_their_host_settings():
+    found = role.instances([], ["127.0.0.11", "127.0.0.12", "::1"], HOSTS, 9999, 443)
+    assert list(found) == ["h1", "h2", "[::1]:9999"]
+    assert found["h1"] == {"name": "h1", "endpoint": "127.0.0.11:9999", "process": "", "host": "h1",
+                           "verify_host": "127.0.0.11", "verify_port": 8443, "cert_dir": "/srv/h1",
+                           "crt_list": "/srv/h1/list.txt"}
+    assert found["h2"]["endpoint"] == "127.0.0.12:9998" and found["h2"]["verify_port"] == 443
+    assert found["[::1]:9999"]["verify_host"] == "::1"
+
+
+def test_instances_from_endpoints_are_parsed_by_the_runtime_api_client():
+    found = role.instances(["/run/haproxy.sock", {"endpoint": "tcp:127.0.0.11:9999", "process": "@1"}], [], HOSTS, 1, 443)
+    assert found["/run/haproxy.sock"]["verify_host"] == "127.0.0.1"
+    assert found["h1"]["process"] == "@1"
+    with pytest.raises(CertificatesRoleError, match=r"certificates_endpoints\[0\]: .*port"):
+        role.instances(["127.0.0.1:http"], [], HOSTS, 1, 443)
+    with pytest.raises(CertificatesRoleError, match="instance name a is used twice"):
+        role.instances([{"endpoint": "127.0.0.1:1", "name": "a"}, {"endpoint": "127.0.0.2:1", "name": "a"}], [], {}, 1, 1)
+
+
+def test_push_outcome_is_matched_by_endpoint_and_path_not_position():
+    selected = role.select(ITEMS, [], "acme")
+    found = role.instances([], ["127.0.0.11", "127.0.0.12"], HOSTS, 9999, 443)
+    result = {"instances": [
+        {"endpoint": "127.0.0.12:9998", "failed": True, "msg": "cannot connect"},
+        {"endpoint": "127.0.0.11:9999", "failed": False, "certificates": [
+            {"path": "/srv/h1/api.pem", "action": "unchanged", "before": {"serial": "02"}, "after": {"serial": "02"}},
+            {"path": "/srv/h1/www.pem", "action": "updated", "before": {"serial": "01"}, "after": {"serial": "03"}},
+        ]},
+    ]}
+    outcome = role.push_outcome(found, selected, result)
+    assert outcome["h1"]["certificates"]["www"]["serial_before"] == "01"
+    assert outcome["h1"]["certificates"]["www"]["serial_after"] == "03"
+    assert outcome["h1"]["certificates"]["api"]["action"] == "unchanged"
+    assert outcome["h1"]["changed"] is True and outcome["h1"]["failed"] is False
+    assert outcome["h2"] == {"endpoint": "127.0.0.12:9998", "failed": True, "msg": "cannot connect", "changed": False,
+                             "certificates": {}}
+    report = role.report(found, selected, outcome, {}, {})
+    assert report["failed"] is True
+    assert report["msg"] == "1 of 2 instances failed (h2): h2: cannot connect."
+
+
+def test_push_endpoints_and_certificates_carry_what_each_instance_needs():
+    found = role.instances([], ["127.0.0.11"], HOSTS, 9999, 443)
+    assert role.push_endpoints(found) == [{"endpoint": "127.0.0.11:9999", "cert_dir": "/srv/h1",
+                                           "crt_list": "/srv/h1/list.txt"}]
+    items = [ITEMS[0], dict(ITEMS[1], state="absent")]
+    assert role.push_certificates(role.select(items, [], "acme"), "/b") == [
+        {"path": "/etc/haproxy/certs/www.pem", "state": "present", "src": "/b/www.pem",
+         "crt_list": "/etc/haproxy/list.txt", "crt_list_options": "alpn h2", "sni_filters": ["www.lab.test"]},
+        {"path": "/etc/haproxy/certs/api.pem", "state": "absent"},
+    ]
+
+
+def test_persist_plan_maps_the_cert_dir_and_writes_the_modules_crt_list_line():
+    plan = role.persist_plan(HOSTS, role.select(ITEMS, ["www"], "acme"), "/b")
+    assert plan[0] == {"host": "h1", "name": "www", "state": "present", "path": "/srv/h1/www.pem",
+                       "crt_list": "/srv/h1/list.txt", "line": "/srv/h1/www.pem [alpn h2] www.lab.test",
+                       "line_regexp": r"^\s*/srv/h1/www\.pem(\s|$)", "src": "/b/www.pem"}
+    assert plan[1]["path"] == "/etc/haproxy/certs/www.pem" and plan[1]["crt_list"] == "/etc/haproxy/list.txt"
+
+
+def test_persist_plan_in_a_play_over_the_haproxy_hosts_covers_only_this_host():
+    selected = role.select(ITEMS, [], "acme")
+    on_controller = role.persist_plan(HOSTS, selected, "/b", ["localhost"], "localhost")
+    assert sorted({entry["host"] for entry in on_controller}) == ["h1", "h2"]
+    over_hosts = role.persist_plan(HOSTS, selected, "/b", ["h1", "h2"], "h2")
+    assert {entry["host"] for entry in over_hosts} == {"h2"} and len(over_hosts) == 2
+
+
+def test_what_every_play_host_persisted_is_merged():
+    hostvars = {"h1": {"certificates_persisted": {"h1": {"changed": ["/a"], "failed": []}}},
+                "h2": {"certificates_persisted": {"h2": {"changed": [], "failed": ["/a: no route"]}}},
+                "added-later": {}}
+    assert role.persisted_on_play_hosts(["h1", "h2", "added-later"], hostvars) == {
+        "h1": {"changed": ["/a"], "failed": []}, "h2": {"changed": [], "failed": ["/a: no route"]}}
+
+
+def test_persisted_names_changes_and_failures_per_host():
+    results = [{"target": {"host": "h1", "path": "/a"}, "changed": True},
+               {"target": {"host": "h2", "path": "/a"}, "unreachable": True, "msg": "no route"}]
+    lists = [{"target": {"host": "h1", "crt_list": "/l"}, "changed": False}]
+    assert role.persisted(results, lists) == {"h1": {"changed": ["/a"], "failed": []},
+                                              "h2": {"changed": [], "failed": ["/a: no route"]}}
+
+
+def _handshakes():
+    selected = role.select(ITEMS, [], "acme")
+    found = role.instances([], ["127.0.0.11", "127.0.0.12"], HOSTS, 9999, 443)
+    known = {"www": {"serial": "01", "fingerprint": "F1"}, "api": {"serial": "02", "fingerprint": "F2"}}
+    return selected, found, known, role.handshake_targets(found, selected, known, skip=["h2"])
+
+
+def test_handshakes_and_verify_are_keyed_by_instance_and_certificate():
+    selected, found, known, targets = _handshakes()
+    assert [target["name"] for target in targets] == ["h1/www", "h1/api"]
+    assert targets[0] == {"name": "h1/www", "address": "127.0.0.11", "port": 8443, "servername": "www.lab.test",
+                          "expected_fingerprint": "F1"}
+    served = [{"name": "h1/api", "serial": "09", "fingerprint": "F9", "matches": False},
+              {"name": "h1/www", "serial": "01", "fingerprint": "F1", "matches": True}]
+    verified = role.verify_outcome(targets, served, known)
+    assert verified["h1"]["www"]["ok"] is True
+    assert verified["h1"]["api"]["msg"] == "serves serial 09, the bundle holds serial 02"
+
+
+def test_status_fails_only_with_fail_days_and_names_every_reason():
+    selected, found, known, _targets = _handshakes()
+    targets = role.handshake_targets(found, selected, known)
+    served = [{"name": "h1/www", "serial": "01", "fingerprint": "F1", "matches": True, "days_left": 5},
+              {"name": "h1/api", "serial": "02", "fingerprint": "F2", "matches": True, "days_left": 80},
+              {"name": "h2/www", "serial": "07", "fingerprint": "F7", "matches": False, "days_left": 80},
+              {"name": "h2/api", "error": "cannot connect: Connection refused"}]
+    assert role.status_rows(found, selected, targets, served, known)["failures"] == []
+    status = role.status_rows(found, selected, targets, served, known, fail_days=10)
+    assert status["failures"] == [
+        "h1/www: 5 days left, fewer than certificates_status_fail_days (10)",
+        "h2/www: differs from bundle (serial 01)",
+        "h2/api: unreachable: cannot connect: Connection refused",
+    ]
+    assert [row["path"] for row in status["rows"]][:2] == ["/srv/h1/www.pem", "/srv/h1/api.pem"]
+    assert role.status_lines(status["rows"])[0].startswith("INSTANCE")
+
+
+def test_rfc2136_hint_points_at_the_variable():
+    assert "certificates_rfc2136_key_name" in role.rfc2136_hint({"msg": "PeerBadKey"}, "k", "lab.test")
+    assert "update-policy" in role.rfc2136_hint({"dns_rc_str": "REFUSED"}, "k", "lab.test")
+    assert "certificates_rfc2136_server" in role.rfc2136_hint({}, "k", "lab.test")
