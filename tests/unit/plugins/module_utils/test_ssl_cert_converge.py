@@ -428,11 +428,18 @@ def test_set_reply_lost_is_aborted_over_a_fresh_connection(lab, pki):
 
 
 def test_pipelined_set_and_commit_lost_says_what_haproxy_serves(lab, pki):
-    """Set and commit went out in one write and the connection died: HAProxy committed; the error says so."""
+    """Set and commit went out in one write and the connection died: the error says what HAProxy serves.
+
+    Whether HAProxy still runs the commit that came in the same chunk as the set, once the
+    client has hung up, is HAProxy's timing (both outcomes were seen on 2.6.12 under load):
+    the message must match what is served either way, and nothing may stay open.
+    """
     leaf, text = pki.bundle("dropped-pair.test")
     path = _path(lab, 3)
     proxy = _DroppingProxy(lab["runtime_tcp"], "set ssl cert ")
     try:
+        with api.RuntimeSession(lab["runtime_unix"], timeout=5) as session:
+            before = parse_cert_detail(session.show_ssl_cert(path))
         requests = prepare_requests([{"path": path, "content": text}], proxy.endpoint)
         with api.RuntimeSession(proxy.endpoint, timeout=5) as session:
             recording = Recording(session)
@@ -445,8 +452,12 @@ def test_pipelined_set_and_commit_lost_says_what_haproxy_serves(lab, pki):
     assert ["set ssl cert " + path, "commit ssl cert " + path] in recording.writes
     message = str(info.value)
     assert path in message and "closed the connection" in message
-    assert after.fingerprint == leaf.fingerprint(hashes.SHA1()).hex().upper()
-    assert "HAProxy serves the new certificate" in message and "no transaction is left open" in message
+    if after.fingerprint == leaf.fingerprint(hashes.SHA1()).hex().upper():
+        assert "HAProxy serves the new certificate" in message
+    else:
+        assert after.fingerprint == before.fingerprint
+        assert "HAProxy still serves the previous certificate" in message
+    assert "no transaction is left open" in message
     assert _transaction(lab) is None
 
 
