@@ -43,6 +43,7 @@ BOOLEAN_VARIABLES = (
     "certificates_force_renew",
     "certificates_preflight",
     "certificates_abort_pending",
+    "certificates_allow_no_instances",
 )
 # name -> smallest value allowed
 INTEGER_VARIABLES = {
@@ -650,9 +651,20 @@ def verify_outcome(targets: list[dict], served: list[dict], known_bundles: t.Map
     return outcome
 
 
+def no_instances_note(looked_up: str) -> str:
+    """What a run says when `looked_up` (a DNS name, or certificates_endpoints) gave no running instance."""
+    return (f"No HAProxy instance is running: {looked_up} has no address (certificates_allow_no_instances "
+            "is true; a misspelt service name looks the same).")
+
+
 def report(found: t.Mapping[str, dict], selected: list[dict], pushed: t.Mapping[str, dict],
-           verified: t.Mapping[str, dict], persisted_hosts: t.Mapping[str, dict]) -> dict[str, t.Any]:
-    """The run's outcome: one row per instance (with one per certificate), the hosts that failed, and `failed`."""
+           verified: t.Mapping[str, dict], persisted_hosts: t.Mapping[str, dict],
+           looked_up: str = "") -> dict[str, t.Any]:
+    """The run's outcome: one row per instance (with one per certificate), the hosts that failed, and `failed`.
+
+    `looked_up` names where this run looked for instances ("" when it did not):
+    with no instance found there, `note` says so.
+    """
     rows = []
     for name, instance in found.items():
         push = pushed.get(name)
@@ -687,12 +699,13 @@ def report(found: t.Mapping[str, dict], selected: list[dict], pushed: t.Mapping[
             summary += ", and HAProxy hosts " + ", ".join(entry["host"] for entry in failed_hosts) + " could not get the files"
         summary += ": " + " ".join(f"{row['name']}: {'; '.join(row['problems'])}." for row in rows if row["failed"])
         summary += "".join(f" {entry['host']}: {'; '.join(entry['problems'])}." for entry in failed_hosts)
-    return {"instances": rows, "failed_hosts": failed_hosts, "failed": failed, "msg": summary}
+    note = no_instances_note(looked_up) + " Nothing was pushed or verified." if looked_up and not found else ""
+    return {"instances": rows, "failed_hosts": failed_hosts, "failed": failed, "msg": summary, "note": note}
 
 
 def report_lines(outcome: dict, persisted_hosts: t.Mapping[str, dict]) -> list[str]:
     """The report as lines for the run's output."""
-    lines = []
+    lines = [outcome["note"]] if outcome.get("note") else []
     for row in outcome["instances"]:
         lines.append(f"{'FAILED ' if row['failed'] else 'ok     '}{row['name']} ({row['endpoint']}): push {row['push']}, "
                      f"verify {row['verify']}")
@@ -757,9 +770,12 @@ def status_rows(found: t.Mapping[str, dict], selected: list[dict], targets: list
     return {"rows": rows, "failures": failures}
 
 
-def status_lines(rows: list[dict]) -> list[str]:
+def status_lines(rows: list[dict], looked_up: str = "", instance_count: int | None = None) -> list[str]:
+    """The status table; with `instance_count` 0, a line naming where no instance was found (`looked_up`)."""
     line = "%-16s %-16s %-40s %-24s %9s  %s"
     lines = [line % ("INSTANCE", "CERTIFICATE", "SERVED SERIAL", "NOT AFTER", "DAYS LEFT", "STATE")]
+    if instance_count == 0:
+        lines.append(no_instances_note(looked_up))
     for row in rows:
         lines.append(line % (row["instance"], row["certificate"], row["serial"] or "-", row["not_after"] or "-",
                              "-" if row["days_left"] is None else row["days_left"], row["state"]))

@@ -31,6 +31,11 @@ def test_booleans_passed_as_text_mean_what_they_say(text, expected):
         "force_renew": expected, "preflight": expected}
 
 
+@pytest.mark.parametrize("text, expected", [("true", True), ("false", False), (True, True)])
+def test_allow_no_instances_is_a_coerced_boolean(text, expected):
+    assert role.settings({"certificates_allow_no_instances": text}) == {"allow_no_instances": expected}
+
+
 def test_numbers_passed_as_text_are_numbers():
     assert role.settings({"certificates_renew_days": "30", "certificates_status_fail_days": 7}) == {
         "renew_days": 30, "status_fail_days": 7}
@@ -242,6 +247,23 @@ def test_push_outcome_is_matched_by_endpoint_and_path_not_position():
     assert report["msg"] == "1 of 2 instances failed (h2): h2: cannot connect."
 
 
+def test_a_run_with_no_instance_says_so_and_does_not_fail():
+    selected = role.select(ITEMS, [], "acme")
+    persisted = {"h1": {"changed": ["/srv/h1/www.pem"], "failed": []}}
+    report = role.report({}, selected, {}, {}, persisted, "tasks.haproxy")
+    assert report["failed"] is False and report["instances"] == []
+    assert report["note"].startswith("No HAProxy instance is running: tasks.haproxy has no address")
+    lines = role.report_lines(report, persisted)
+    assert lines[0] == report["note"] and "Nothing was pushed or verified." in lines[0]
+    assert lines[1] == "ok     host h1: wrote /srv/h1/www.pem"
+
+
+def test_a_run_that_did_not_look_for_instances_has_no_note():
+    # A persist-only run finds no instance because it does not look for any.
+    report = role.report({}, role.select(ITEMS, [], "acme"), {}, {}, {})
+    assert report["note"] == "" and role.report_lines(report, {}) == []
+
+
 def test_push_endpoints_and_certificates_carry_what_each_instance_needs():
     found = role.instances([], ["127.0.0.11"], HOSTS, 9999, 443)
     assert role.push_endpoints(found) == [{"endpoint": "127.0.0.11:9999", "cert_dir": "/srv/h1",
@@ -321,6 +343,16 @@ def test_status_fails_only_with_fail_days_and_names_every_reason():
     ]
     assert [row["path"] for row in status["rows"]][:2] == ["/srv/h1/www.pem", "/srv/h1/api.pem"]
     assert role.status_lines(status["rows"])[0].startswith("INSTANCE")
+    assert len(role.status_lines(status["rows"], "tasks.haproxy", len(found))) == 1 + len(status["rows"])
+
+
+def test_status_with_no_instance_shows_none_and_does_not_fail():
+    selected, _found, known, _targets = _handshakes()
+    status = role.status_rows({}, selected, role.handshake_targets({}, selected, known), [], known, fail_days=10)
+    assert status == {"rows": [], "failures": []}
+    lines = role.status_lines(status["rows"], "tasks.web", 0)
+    assert lines[1].startswith("No HAProxy instance is running: tasks.web has no address")
+    assert len(lines) == 2
 
 
 def test_rfc2136_hint_points_at_the_variable():
