@@ -17,6 +17,7 @@ ARGUMENT_SPEC = {
     "checkout_dir": {"type": "path", "required": True},
     "vault_password_file": {"type": "path", "required": True},
     "reason": {"type": "str", "default": ""},
+    "renewals": {"type": "dict", "default": {}},
 }
 
 
@@ -36,7 +37,7 @@ class ActionModule(ActionBase):
                 outcome = store_sync.pull(args["store_dir"], args["checkout_dir"], vault, check_mode=check_mode)
             else:
                 outcome = store_sync.push(args["store_dir"], args["checkout_dir"], vault, check_mode=check_mode,
-                                          reason=args["reason"])
+                                          reason=args["reason"], renewals=args["renewals"])
         except store_sync.CertificateStoreError as exc:
             result.update(failed=True, msg=exc.message)
             return result

@@ -67,6 +67,13 @@ options:
       - Text added to the end of RV(message), for example which certificates the run renewed and why.
     type: str
     default: ""
+  renewals:
+    description:
+      - The renewal decisions of the M(ingress.haproxy.certificates) role (its C(certificates_renewal_decisions) fact,
+        C(NAME) mapped to C(due) and C(reason)). RV(message) then says why each renewed certificate was renewed.
+      - Used by O(direction=push) only.
+    type: dict
+    default: {}
 attributes:
   action:
     support: full
@@ -159,5 +166,7 @@ message:
     certificates store: 4 files changed (www issued or renewed)
 
     add bundles/www.pem.vault
-    add live/www/cert.pem (certificate www issued, not after 2027-03-01 10:00 UTC, serial 3F2A...)
+    add live/www/cert.pem (certificate www issued, because: no certificate yet, not after 2027-03-01 10:00 UTC, serial 3F2A)
+    add live/www/fullchain.pem
+    add live/www/privkey.pem.vault
 """

@@ -305,8 +305,20 @@ def _leaf_summary(content: bytes) -> str | None:
     return f"not after {not_after.strftime('%Y-%m-%d %H:%M UTC')}, serial {leaf.serial_number:X}"
 
 
-def commit_message(checkout: dict[str, bytes], plan: dict[str, t.Any], reason: str = "") -> str:
-    """One commit per run: a subject saying what changed, a body listing every file and why."""
+def _renewal_reason(renewals: dict[str, dict] | None, name: str) -> str:
+    decision = (renewals or {}).get(name)
+    if isinstance(decision, dict) and decision.get("due") and decision.get("reason"):
+        return f"because: {decision['reason']}"
+    return ""
+
+
+def commit_message(checkout: dict[str, bytes], plan: dict[str, t.Any], reason: str = "",
+                   renewals: dict[str, dict] | None = None) -> str:
+    """One commit per run: a subject saying what changed, a body listing every file and why.
+
+    RENEWALS is the certificates role's certificates_renewal_decisions (NAME -> {due, reason}):
+    the line of a renewed certificate says why it was renewed.
+    """
     lines = []
     certificates = []
     removed_names = set(plan["remove"])
@@ -317,8 +329,8 @@ def commit_message(checkout: dict[str, bytes], plan: dict[str, t.Any], reason: s
         why = ""
         if len(parts) == 3 and parts[0] == "live" and parts[2] == "cert.pem":
             certificates.append(parts[1])
-            summary = _leaf_summary(content)
-            why = f" (certificate {parts[1]} {'renewed' if path in checkout else 'issued'}{', ' + summary if summary else ''})"
+            details = [summary for summary in (_renewal_reason(renewals, parts[1]), _leaf_summary(content)) if summary]
+            why = f" (certificate {parts[1]} {'renewed' if path in checkout else 'issued'}{''.join(', ' + text for text in details)})"
         elif path in checkout and checkout_name(path, checkout[path]) in removed_names:
             why = " (encrypted: it now holds a private key)" if name.endswith(VAULT_SUFFIX) else " (no longer holds a private key)"
         lines.append(f"{verb} {name}{why}")
@@ -332,7 +344,8 @@ def commit_message(checkout: dict[str, bytes], plan: dict[str, t.Any], reason: s
     return f"{subject}\n\n" + "\n".join(lines) + "\n" + (f"\n{reason.strip()}\n" if reason.strip() else "")
 
 
-def push(store_dir: str, checkout_dir: str, vault: Vault, check_mode: bool = False, reason: str = "") -> dict[str, t.Any]:
+def push(store_dir: str, checkout_dir: str, vault: Vault, check_mode: bool = False, reason: str = "",
+         renewals: dict[str, dict] | None = None) -> dict[str, t.Any]:
     """Write what the store holds into the work tree, keys encrypted; the commit message says what and why."""
     _check_dirs(store_dir, checkout_dir)
     store, checkout, state = read_store(store_dir), read_checkout(checkout_dir, vault), read_state(store_dir)
@@ -351,5 +364,5 @@ def push(store_dir: str, checkout_dir: str, vault: Vault, check_mode: bool = Fal
         "added": sorted(name for name in plan["write"] if name not in existing),
         "updated": sorted(name for name in plan["write"] if name in existing),
         "removed": plan["remove"],
-        "message": commit_message(checkout, plan, reason) if changed else "",
+        "message": commit_message(checkout, plan, reason, renewals) if changed else "",
     }
