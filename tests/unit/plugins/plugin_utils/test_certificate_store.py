@@ -214,10 +214,12 @@ def test_pull_keeps_what_was_issued_here_and_not_pushed(tmp_path, remote, vault)
     assert not result["changed"]
     assert result["kept"] == sorted(renewed)
     assert read(os.path.join(store, "live/www/privkey.pem")) == renewed["live/www/privkey.pem"]
-    pushed = store_sync.push(store, checkout, vault)
+    pushed = store_sync.push(store, checkout, vault, renewals={
+        "www": {"due": True, "reason": "12 days left"}, "other": {"due": True, "reason": "not in this store"}})
     assert pushed["updated"] == ["bundles/www.pem.vault", "live/www/cert.pem", "live/www/fullchain.pem",
                                  "live/www/privkey.pem.vault"]
-    assert "update live/www/cert.pem (certificate www renewed, not after" in pushed["message"]
+    assert "update live/www/cert.pem (certificate www renewed, because: 12 days left, not after" in pushed["message"]
+    assert "other" not in pushed["message"]
 
 
 def test_pull_takes_what_only_the_remote_changed_and_removed(tmp_path, remote, vault):
