@@ -14,7 +14,7 @@ module: certificate_store_sync
 short_description: Keep a certificate store directory and a git work tree in step, private keys encrypted with ansible-vault
 version_added: 0.1.0
 description:
-  - Syncs the cleartext certificate store of the M(ingress.haproxy.certificates) role (ACME account key,
+  - Syncs the cleartext certificate store of the P(ingress.haproxy.certificates#role) role (ACME account key,
     C(live/NAME/*.pem), C(bundles/*.pem)) with a git work tree on the controller, so an ephemeral CI runner gets the
     store back from a git remote instead of registering and renewing again on every job.
   - Every file whose content holds a C(PRIVATE KEY) block is written to the work tree only as C(PATH.vault),
@@ -69,7 +69,7 @@ options:
     default: ""
   renewals:
     description:
-      - The renewal decisions of the M(ingress.haproxy.certificates) role (its C(certificates_renewal_decisions) fact,
+      - The renewal decisions of the P(ingress.haproxy.certificates#role) role (its C(certificates_renewal_decisions) fact,
         C(NAME) mapped to C(due) and C(reason)). RV(message) then says why each renewed certificate was renewed.
       - Used by O(direction=push) only.
     type: dict
