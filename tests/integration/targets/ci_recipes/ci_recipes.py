@@ -27,7 +27,6 @@ import tempfile
 import yaml
 
 
-
 def status_job(ci_commands, root: str, recipe: str, work: str) -> None:
     """CI_COMMANDS is tests/examples/ci_commands.py of the collection's copy."""
     (step,) = [step for step in ci_commands.job_steps(recipe, "status") if step["run"].strip().startswith("ansible-playbook ")]
