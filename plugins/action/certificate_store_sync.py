@@ -41,5 +41,10 @@ class ActionModule(ActionBase):
         except store_sync.CertificateStoreError as exc:
             result.update(failed=True, msg=exc.message)
             return result
+        except OSError as exc:  # a directory that is not writable, a full disk: every file written is whole
+            result.update(failed=True, msg=f"certificate_store_sync {args['direction']}: cannot read or write "
+                                           f"{exc.filename}: {exc.strerror}. Each file is written whole (temporary "
+                                           "file, then rename); run again once it is fixed.")
+            return result
         result.update(outcome)
         return result
