@@ -13,13 +13,15 @@ what the recipe says, not a copy of it that can drift.
 GitHub Actions: every step with `run:` (steps that `uses:` an action are left
 out), with the workflow's, the job's and the step's `env:`. GitLab CI: the
 `before_script` (the job's, else the default's), then `script`, one entry per
-line, with the global and the job's `variables:`.
+line, with the global and the job's `variables:` and what the lines before it
+`export` (their values as written).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 
 import yaml
@@ -51,8 +53,14 @@ def gitlab_steps(path: str, job: str) -> list[dict]:
     definition = pipeline[job]
     env = {**(pipeline.get("variables") or {}), **(definition.get("variables") or {})}
     before = definition["before_script"] if "before_script" in definition else (pipeline.get("default") or {}).get("before_script")
-    steps = [{"name": f"before_script[{index}]", "run": line, "env": env} for index, line in enumerate(_lines(before))]
-    steps += [{"name": f"script[{index}]", "run": line, "env": env} for index, line in enumerate(_lines(definition["script"]))]
+    lines = [(f"before_script[{index}]", line) for index, line in enumerate(_lines(before))]
+    lines += [(f"script[{index}]", line) for index, line in enumerate(_lines(definition["script"]))]
+    steps = []
+    for name, line in lines:
+        steps.append({"name": name, "run": line, "env": dict(env)})
+        exported = re.fullmatch(r'export ([A-Za-z_][A-Za-z0-9_]*)="(.*)"', line.strip())
+        if exported:
+            env[exported.group(1)] = exported.group(2)
     return steps
 
 

@@ -169,9 +169,11 @@ def test_gitlab_secrets_are_file_or_masked_variables_never_printed():
     for job in ("renew", "status"):
         for step in ci_commands.gitlab_steps(GITLAB, job):
             assert not re.search(r"\bset -x|\bprintenv\b|\becho\b.*\$", step["run"]), step["run"]
-            for secret in SECRETS:
+            # TSIG_SECRET reaches Ansible from the environment only; the file variables are used as paths only.
+            assert "TSIG_SECRET" not in step["run"], step["run"]
+            for secret in set(SECRETS) - {"TSIG_SECRET"}:
                 if re.search(r"\$\{?%s\}?\b" % secret, step["run"]):
-                    assert step["run"].startswith("chmod 0600 "), step["run"]
+                    assert re.match(r'chmod 0600 |export ([A-Z_]+_FILE|GIT_SSH_COMMAND)="', step["run"]), step["run"]
     # Secrets are defined in the project's settings (the header says which), never in the file.
     with open(GITLAB, encoding="utf-8") as handle:
         header = "".join(line for line in handle if line.startswith("#"))
