@@ -369,3 +369,125 @@ def converge_all(targets, kind, items, check_mode, timeout, bufsize, concurrency
         futures = [pool.submit(converge_endpoint, target, kind, items, check_mode, timeout, bufsize)
                    for target in targets]
         return [future.result() for future in futures]
+
+
+# -- the modules' entry point ----------------------------------------------------------------------
+
+def _read(entry, where):
+    from ansible_collections.ingress.haproxy.plugins.module_utils import _pem
+    if entry.get("src") is not None:
+        try:
+            data = _pem.read_file(entry["src"])
+        except IngressError as exc:
+            raise ValidationError("%s: %s; nothing was sent" % (where, exc))
+        try:
+            return data.decode("ascii")
+        except UnicodeDecodeError:
+            raise ValidationError("%s: %s is not a PEM text file; nothing was sent" % (where, entry["src"]))
+    if entry.get("content") is not None:
+        return entry["content"]
+    raise ValidationError("%s: give src or content; nothing was sent" % where)
+
+
+def file_entries(params, list_key):
+    """The files of a call: ``path`` with ``src``/``content``, or the list under ``list_key``."""
+    if params.get(list_key) is not None:
+        if not params[list_key]:
+            raise ValidationError("%s is empty; nothing was sent" % list_key)
+        return [(entry, "%s[%d] (%s)" % (list_key, index, entry.get("path")))
+                for index, entry in enumerate(params[list_key])]
+    return [({"path": params["path"], "src": params.get("src"), "content": params.get("content")},
+             "path %s" % params["path"])]
+
+
+def prepare_items(kind, params, list_key, cas=None, allow_expired=False, now=None, bufsize=api.DEFAULT_BUFSIZE):
+    """Read and validate every file before any connection; refuse names HAProxy would split, duplicates, and
+    payloads larger than HAProxy's buffer."""
+    items, seen = [], set()
+    for entry, where in file_entries(params, list_key):
+        path = entry.get("path")
+        try:
+            api.check_name(path, "path")
+        except api.RuntimeApiError as exc:
+            raise ValidationError("%s: %s; nothing was sent" % (where, exc))
+        if path in seen:
+            raise ValidationError("%s is listed twice; nothing was sent" % where)
+        seen.add(path)
+        text = _read(entry, where)
+        if kind == CA_FILE:
+            entries = parse_ca_pem(text, where)
+        else:
+            entries = parse_crl_pem(text, where, cas=cas, allow_expired=allow_expired, now=now)
+        pem = "".join(match.group(0) + "\n" for match in _BLOCK_RE.finditer(text))
+        size = api.command_bytes("set ssl %s %s" % (kind, path), pem, params.get("process"))
+        if size > bufsize - api.BUFSIZE_MARGIN:
+            raise ValidationError("%s: `set ssl %s` with this payload is %d bytes, more than HAProxy's buffer takes "
+                                  "(tune_bufsize %d, at most %d bytes per command); split it into several files or "
+                                  "raise tune.bufsize; nothing was sent"
+                                  % (where, kind, size, bufsize, bufsize - api.BUFSIZE_MARGIN))
+        items.append(FileItem(path, pem, entries))
+    return items
+
+
+def diff_of(instances, many):
+    """One diff per endpoint and changed file: summaries only."""
+    entries = []
+    for instance in instances:
+        for entry in instance.get("files", []):
+            if not entry["changed"]:
+                continue
+            header = "%s %s" % (instance["endpoint"], entry["path"]) if many else entry["path"]
+            entries.append({"before_header": header, "after_header": header,
+                            "before": {"entries": entry["before"]}, "after": {"entries": entry["after"]}})
+    return entries
+
+
+def run(module, kind, list_key):
+    """Everything a module run does; returns the exit result or raises CaCrlError carrying the result keys."""
+    from ansible_collections.ingress.haproxy.plugins.module_utils import _pem
+    from ansible_collections.ingress.haproxy.plugins.module_utils import _ssl_cert_fanout as fanout
+    params = module.params
+    many = params["endpoints"] is not None
+    empty = {"instances" if many else "files": [], "changed": False}
+    try:
+        _pem.require_cryptography()
+    except IngressError as exc:
+        raise CaCrlError(str(exc), **empty)
+    if params["tune_bufsize"] < 1024:
+        raise CaCrlError("tune_bufsize %d is too small (HAProxy's default is 16384); nothing was sent"
+                         % params["tune_bufsize"], **empty)
+    try:
+        cas = None
+        if kind == CRL_FILE and (params.get("ca_src") is not None or params.get("ca_content") is not None):
+            cas = parse_ca_pem(_read({"src": params.get("ca_src"), "content": params.get("ca_content")},
+                                     "ca_src/ca_content"), "the CA file given to verify the CRLs (ca_src/ca_content)")
+        items = prepare_items(kind, params, list_key, cas=cas, allow_expired=params.get("allow_expired", False),
+                              bufsize=params["tune_bufsize"])
+        if many:
+            targets = fanout.parse_endpoints(params["endpoints"], process=params["process"],
+                                             concurrency=params["concurrency"])
+            for target in targets:
+                if target.cert_dir or target.crt_list:
+                    raise CaCrlError("endpoints: cert_dir and crt_list do not apply to %s; nothing was sent" % kind)
+        else:
+            endpoint = api.parse_endpoint(params["endpoint"])
+            targets = [fanout.Target(endpoint, api.check_process(params["process"], endpoint=params["endpoint"]))]
+    except (api.RuntimeApiError, IngressError) as exc:
+        raise CaCrlError(str(exc), **empty)
+    instances = converge_all(targets, kind, items, module.check_mode, params["timeout"], params["tune_bufsize"],
+                             params.get("concurrency") or 1)
+    changed = any(instance["changed"] for instance in instances)
+    failed = [instance for instance in instances if instance["failed"]]
+    if many:
+        output = {"changed": changed, "instances": instances}
+    else:
+        output = {"changed": changed, "files": instances[0].get("files", []),
+                  "commands": instances[0].get("commands", 0)}
+    if module._diff:
+        output["diff"] = diff_of(instances, many)
+    if failed:
+        message = "; ".join("%s: %s" % (instance["endpoint"], instance["msg"]) for instance in failed)
+        if many:
+            message = "%d of %d endpoints failed: %s" % (len(failed), len(instances), message)
+        raise CaCrlError(message, **output)
+    return output
