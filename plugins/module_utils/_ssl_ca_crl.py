@@ -409,7 +409,8 @@ def prepare_items(kind, params, list_key, cas=None, allow_expired=False, now=Non
         try:
             api.check_name(path, "path")
         except api.RuntimeApiError as exc:
-            raise ValidationError("%s: %s; nothing was sent" % (where, exc))
+            raise ValidationError("%s: %s" % (where, exc) if "nothing was sent" in str(exc)
+                                  else "%s: %s; nothing was sent" % (where, exc))
         if path in seen:
             raise ValidationError("%s is listed twice; nothing was sent" % where)
         seen.add(path)
