@@ -278,8 +278,8 @@ class Converger:
         other = _OTHER_TRANSACTION_RE.search(reply)
         if other:
             return CaCrlError("HAProxy at %s refused `%s`: a %s transaction on %s is open (another client's, or "
-                              "one left behind); %s" % (self.session.endpoint, command, self.kind,
-                                                       other.group("path"), _one_line(reply)))
+                              "one left behind); %s"
+                              % (self.session.endpoint, command, self.kind, other.group("path"), _one_line(reply)))
         if _LOCKED_TEXT in reply:
             return CaCrlError("HAProxy at %s answered `%s` with %r: another client is changing certificates; "
                               "try again" % (self.session.endpoint, command, _LOCKED_TEXT))

@@ -116,6 +116,7 @@ seealso:
   - module: ingress.haproxy.haproxy_ssl_crl_file
   - module: ingress.haproxy.haproxy_ssl_cert
   - name: HAProxy Runtime API, set ssl ca-file
+    description: The commands this module uses.
     link: https://docs.haproxy.org/2.6/management.html#9.3-set%20ssl%20ca-file
 """
 

@@ -131,6 +131,7 @@ notes:
 seealso:
   - module: ingress.haproxy.haproxy_ssl_ca_file
   - name: HAProxy Runtime API, set ssl crl-file
+    description: The commands this module uses.
     link: https://docs.haproxy.org/2.6/management.html#9.3-set%20ssl%20crl-file
 """
 
