@@ -9,7 +9,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: haproxy_ssl_crl_file
 short_description: Replace or create the CRL files a running HAProxy process checks client certificates against
-version_added: 0.3.0
+version_added: 0.2.0
 description:
   - Converges the CRL files (C(crl-file) of a C(bind) line, for mutual TLS) that HAProxy processes hold in memory,
     through the Runtime API, without a reload. One call handles one file (O(path) with O(src) or O(content)) or many
