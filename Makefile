@@ -40,7 +40,8 @@ HAPROXY_VERSION ?= 2.6
 export INGRESS_HAPROXY_VERSION := $(HAPROXY_VERSION)
 # The targets that talk to HAProxy the most; `make test` runs them again on 3.2,
 # `make test-matrix` on every version.
-VERSION_TARGETS := haproxy_ssl_cert haproxy_ssl_cert_info haproxy_ssl_cert_endpoints served_cert_info
+VERSION_TARGETS := haproxy_ssl_cert haproxy_ssl_cert_info haproxy_ssl_cert_endpoints served_cert_info \
+	haproxy_ssl_ca_file haproxy_ssl_crl_file
 MATRIX_VERSIONS := 2.6 3.0 3.2 3.4
 
 .PHONY: help setup collection sanity units lab-selftest integration integration-3.2 lint build test test-matrix demo bench soak clean examples test-floor docs-lint tarball-check

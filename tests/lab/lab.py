@@ -10,6 +10,7 @@
   lab.py stop --state-dir DIR            lab.py stop-all --root ROOT
   lab.py served --address A --port P --servername NAME [--ca FILE]
   lab.py runtime --endpoint E [--payload-file F] COMMAND...
+  lab.py client --address A --port P --cert C --key K   (mTLS: accepted or not)
   lab.py instance --state-dir DIR --name h2 {stop,start,restart}
   lab.py list --root ROOT
 """
@@ -24,7 +25,8 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 # pylint: disable-next=wrong-import-position
-from ingress_lab import DEFAULT_ROOT, Lab, LabError, find_labs, load_state, runtime_command, served, stop_all, stop_lab  # noqa: E402
+from ingress_lab import (DEFAULT_ROOT, Lab, LabError, client_request, find_labs, load_state,  # noqa: E402
+                         runtime_command, served, stop_all, stop_lab)
 # pylint: disable-next=wrong-import-position
 from ingress_lab._roots import VERSION_ENV, known_versions  # noqa: E402
 
@@ -62,6 +64,10 @@ def _stop_all(args: argparse.Namespace) -> None:
 
 def _served(args: argparse.Namespace) -> None:
     _print_json(served(args.address, args.port, args.servername, ca_file=args.ca, timeout=args.timeout))
+
+
+def _client(args: argparse.Namespace) -> None:
+    _print_json(client_request(args.address, args.port, args.cert, args.key, timeout=args.timeout))
 
 
 def _runtime(args: argparse.Namespace) -> None:
@@ -131,6 +137,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument('--ca', help='verify the chain and name against this CA file')
     serve.add_argument('--timeout', type=float, default=5.0)
     serve.set_defaults(func=_served)
+
+    client = commands.add_parser('client', help='HTTPS GET with a client certificate (mTLS); print accepted or not')
+    client.add_argument('--address', required=True)
+    client.add_argument('--port', type=int, required=True)
+    client.add_argument('--cert', required=True, help='client certificate (PEM)')
+    client.add_argument('--key', required=True, help='its private key (PEM)')
+    client.add_argument('--timeout', type=float, default=5.0)
+    client.set_defaults(func=_client)
 
     runtime = commands.add_parser('runtime', help='send one Runtime API command, print the reply')
     runtime.add_argument('--endpoint', required=True, help='unix socket path, HOST:PORT or tcp:HOST:PORT')

@@ -16,7 +16,7 @@ import pytest
 
 
 # pylint: disable=wrong-import-position
-from ingress_lab import Lab, LabError, runtime_command, served, stop_all  # noqa: E402
+from ingress_lab import Lab, LabError, client_request, runtime_command, served, stop_all  # noqa: E402
 from ingress_lab._process import is_running  # noqa: E402
 
 
@@ -44,6 +44,32 @@ def test_operator_socket_is_refused(lab):
         reply = runtime_command(instance['runtime_operator'], f"set ssl cert {instance['default_cert']}",
                                 payload=pem.read())
     assert reply.splitlines()[0] == 'Permission denied'
+
+
+def _client(instance: dict, mtls: dict, name: str) -> dict:
+    return client_request(instance['address'], mtls['port'], mtls[name]['cert'], mtls[name]['key'])
+
+
+def test_mtls_frontend_accepts_ca1_rejects_ca2_until_pushed(lab_factory):
+    state = lab_factory(instances=1)
+    instance, mtls = state['instances'][0], state['mtls']
+    assert instance['mtls_port'] == mtls['port']
+    assert _client(instance, mtls, 'client1')['accepted'] is True
+    rejected = _client(instance, mtls, 'client2')
+    assert rejected['accepted'] is False and rejected['error']
+    # The ready-made payloads do what their names say, through the real Runtime API.
+    for kind, payload in (('ca-file', 'ca_both'), ('crl-file', 'crl_revoked')):
+        name = mtls['ca_file' if kind == 'ca-file' else 'crl_file']
+        with open(mtls[payload], encoding='ascii') as pem:
+            assert 'transaction created' in runtime_command(instance['runtime_unix'], f'set ssl {kind} {name}',
+                                                            payload=pem.read())
+        assert 'Success!' in runtime_command(instance['runtime_unix'], f'commit ssl {kind} {name}')
+        if kind == 'ca-file':
+            assert _client(instance, mtls, 'client2')['accepted'] is True
+    assert _client(instance, mtls, 'client2')['accepted'] is False
+    assert _client(instance, mtls, 'client1')['accepted'] is True
+    for name in ('ca1', 'ca2', 'client1', 'client2'):
+        assert os.stat(mtls[name]['key']).st_mode & 0o777 == 0o600
 
 
 def test_silent_endpoint_times_out(lab):

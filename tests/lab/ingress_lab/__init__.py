@@ -14,12 +14,13 @@ from ._errors import LabError
 from ._lab import DEFAULT_ROOT, Lab, find_labs, load_state, stop_all, stop_lab
 from ._process import read_proc_stat
 from ._runtime import runtime_command
-from ._served import served
+from ._served import client_request, served
 
 __all__ = [
     'DEFAULT_ROOT',
     'Lab',
     'LabError',
+    'client_request',
     'find_labs',
     'load_state',
     'read_proc_stat',

@@ -47,8 +47,13 @@ class HAProxyInstance(Component):
     def __init__(self, state_dir: str, index: int, *, master_worker: bool,
                  bufsize: int | None = None, nbthread: int | None = None,
                  ports: tuple[int, int] | None = None, root: str | None = None,
-                 crt_store: bool = False) -> None:
+                 crt_store: bool = False, mtls: dict | None = None,
+                 mtls_port: int | None = None) -> None:
         super().__init__(state_dir)
+        # The mTLS frontend's CA file and CRL file (paths), and its shared port.
+        self.mtls = mtls
+        self.shared_mtls_port = mtls_port
+        self.mtls_port = 0
         # A Debian root to chroot into (None: the host's HAProxy).
         self.root = root
         # Also load one certificate through a crt-store section (HAProxy 3.2+).
@@ -139,6 +144,9 @@ class HAProxyInstance(Component):
             # taken meanwhile: ports of this instance's own.
             self.tls_port = free_port(self.address)
             self.runtime_port = free_port(self.address)
+        if self.mtls:
+            self.mtls_port = (self.shared_mtls_port if self.shared_mtls_port and not self.mtls_port
+                              else free_port(self.address))
         for path in (self.admin_socket, self.operator_socket, self.user_socket, self.master_socket):
             if os.path.exists(path):
                 os.unlink(path)
@@ -177,9 +185,20 @@ class HAProxyInstance(Component):
             f'    bind {self.address}:{self.tls_port} ssl crt-list {self.crt_list}{store_bind} alpn h2,http/1.1',
             f'    http-request return status 200 content-type text/plain string "{self.name}\\n"',
             '',
+            *self._mtls_section(),
         ])
         with open(self.config, 'w', encoding='utf-8') as out:
             out.write(text)
+
+    def _mtls_section(self) -> list[str]:
+        """A frontend that requires a client certificate (CA file and CRL file of the lab)."""
+        if not self.mtls:
+            return []
+        return ['frontend mtls',
+                f'    bind {self.address}:{self.mtls_port} ssl crt {self.default_cert}'
+                f' ca-file {self.mtls["ca_file"]} crl-file {self.mtls["crl_file"]} verify required',
+                '    http-request return status 200 content-type text/plain string "client ok\\n"',
+                '']
 
     def runs(self) -> list[str]:
         """What the process runs once any chroot wrapper has exec'd into HAProxy."""
@@ -225,4 +244,5 @@ class HAProxyInstance(Component):
             # The certificate loaded through the crt-store section (HAProxy 3.2+), else None.
             'crt_store_cert': STORE_CERT_NAME if self.crt_store else None,
             'crt_store_file': self.store_cert if self.crt_store else None,
+            'mtls_port': self.mtls_port or None,
         }

@@ -19,6 +19,7 @@ from ._component import Component
 from ._dns import Bind9
 from ._errors import LabError
 from ._haproxy import STORE_CERT_NAME, STORE_SERVERNAME, HAProxyInstance, haproxy_version
+from ._mtls import write_mtls
 from ._pki import CertificateAuthority, cert_pem, key_pem, new_key
 from ._process import Daemon, free_port_on_all, is_ours, is_running, log_tail, spawn, stop_daemons
 from ._roots import DEFAULT_VERSION, build_for, ensure_root
@@ -171,17 +172,21 @@ class Lab:
             store_cert, store_key = ca.issue([STORE_SERVERNAME], key=new_key('ec'), days=90)
             store_pem = cert_pem(store_cert) + key_pem(store_key)
 
+        mtls = write_mtls(self.state_dir)
         indexes = range(1, self.instance_count + 1)
         addresses = [HAProxyInstance.address_of(index) for index in indexes]
         tls_port = free_port_on_all(addresses)
         runtime_port = free_port_on_all(addresses)
         while runtime_port == tls_port:
             runtime_port = free_port_on_all(addresses)
+        mtls_port = free_port_on_all(addresses)
+        while mtls_port in (tls_port, runtime_port):
+            mtls_port = free_port_on_all(addresses)
         instances = [HAProxyInstance(self.state_dir, index,
                                      master_worker=self.master_worker or index == 1,
                                      bufsize=self.bufsize, nbthread=self.nbthread,
                                      ports=(tls_port, runtime_port), root=haproxy_root,
-                                     crt_store=crt_store)
+                                     crt_store=crt_store, mtls=mtls, mtls_port=mtls_port)
                      for index in indexes]
         for instance in instances:
             instance.write_certificates(default_pem, extra, store_pem)
@@ -217,6 +222,9 @@ class Lab:
             'crt_store': ({'name': STORE_CERT_NAME, 'servername': STORE_SERVERNAME}
                           if crt_store else None),
             'preloaded': len(extra),
+            # The mTLS frontend (verify required) of every instance: its port, CA file,
+            # CRL file, client CAs, client certificates and ready-made payloads.
+            'mtls': dict(mtls, port=mtls_port),
             'silent_endpoint': silent.state()['endpoint'],
             'silent_pid': silent.daemon.pid if silent.daemon else None,
             'status': 'running',

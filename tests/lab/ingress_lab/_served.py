@@ -71,3 +71,38 @@ def served(address: str, port: int, servername: str, ca_file: str | None = None,
     result.update(address=address, port=int(port), servername=servername,
                   verified=bool(ca_file), tls_version=version)
     return result
+
+
+def client_request(address: str, port: int, cert_file: str, key_file: str, timeout: float = 5.0) -> dict:
+    """An HTTPS GET presenting a client certificate: was it accepted by an mTLS frontend?
+
+    ``accepted`` is true when HAProxy answered 200 (the lab's mTLS frontend
+    says ``client ok``); a handshake alert or a connection closed before any
+    answer (TLS 1.3 reports a rejected client certificate only on the first
+    read) is ``accepted: false`` with the ``error``. The server certificate is
+    not verified: the subject is the client side.
+    """
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    context.load_cert_chain(cert_file, key_file)
+    result = {'address': address, 'port': int(port), 'cert': cert_file}
+    try:
+        with socket.create_connection((address, int(port)), timeout=timeout) as raw:
+            with context.wrap_socket(raw, server_hostname='mtls.lab.test') as tls:
+                tls.sendall(b'GET / HTTP/1.1\r\nHost: mtls.lab.test\r\nConnection: close\r\n\r\n')
+                answer = b''
+                while True:
+                    chunk = tls.recv(4096)
+                    if not chunk:
+                        break
+                    answer += chunk
+    except (OSError, ssl.SSLError) as exc:
+        result.update(accepted=False, error=str(exc) or type(exc).__name__)
+        return result
+    status_line = answer.split(b'\r\n', 1)[0].decode('latin-1')
+    if not status_line:
+        result.update(accepted=False, error='connection closed without an answer')
+        return result
+    result.update(accepted=status_line.split(' ')[1:2] == ['200'], status_line=status_line)
+    return result
