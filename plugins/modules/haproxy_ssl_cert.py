@@ -27,6 +27,10 @@ description:
     C(set ssl cert PATH) and C(commit ssl cert PATH), then reads C(show ssl cert PATH) again and fails unless
     HAProxy now reports the new certificate. Any error after the C(set) aborts the transaction
     (C(abort ssl cert PATH)) before the module fails, so no transaction is left open.
+  - The module asks only about the certificates it is given, never for the list of every certificate HAProxy
+    holds; it learns which certificate transaction is open from C(abort ssl cert) on a name no certificate can
+    have (C(/dev/null/ingress.haproxy-transaction-probe)), which aborts nothing. Below level admin, where HAProxy
+    refuses that command, it reads the head of C(show ssl cert) instead.
   - A certificate HAProxy does not hold yet is created with C(new ssl cert), filled and committed, then added to
     O(crt_list) with its SSL options and SNI filters (C(add ssl crt-list)). Without O(crt_list) that is an error.
   - O(state=absent) removes the certificate from every crt-list that holds it (C(del ssl crt-list)), then deletes
