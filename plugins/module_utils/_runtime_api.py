@@ -57,6 +57,8 @@ _OTHER_TRANSACTION_RE = re.compile(r"The ongoing transaction is about '(?P<path>
 # What HAProxy's CLI parser splits or reinterprets in a word: ';' ends a command, whitespace splits
 # arguments, a backslash escapes and quotes group (2.x: `show ssl cert a;help` runs `help`).
 _UNSAFE_NAME_CHARS = frozenset(";\\'\"`")
+# The same set as one search (re's \s is str.isspace's whitespace): every word of every command passes it.
+_UNSAFE_NAME_RE = re.compile("[;\\\\'\"`\\s\x00-\x1f\x7f]")
 
 
 class RuntimeApiError(IngressError):
@@ -140,6 +142,8 @@ def check_name(value, what="name"):
     quotes); return it unchanged when safe. Raises ``UnsafeName`` naming ``what`` and the character."""
     if not isinstance(value, str) or not value:
         raise UnsafeName("%s %r must be a non-empty word" % (what, value))
+    if _UNSAFE_NAME_RE.search(value) is None:
+        return value
     for char in value:
         if char in _UNSAFE_NAME_CHARS or char.isspace() or ord(char) < 32 or ord(char) == 127:
             raise UnsafeName(
