@@ -49,7 +49,7 @@ MATRIX_VERSIONS := 2.6 3.0 3.2 3.4
 help:
 	@echo "make demo    run the main job on the loopback lab"
 	@echo "make test    run the whole test suite"
-	@echo "make bench   run the benchmarks, write docs/benchmarks.md"
+	@echo "make bench   run the benchmarks on HAProxy 2.6 and 3.4 (BENCH_HAPROXY), write docs/benchmarks.md"
 	@echo "make test-matrix  HAProxy-facing targets on 2.6, 3.0, 3.2, 3.4; README table"
 	@echo "HAPROXY_VERSION=3.2 runs the labs of any target on that version"
 
@@ -165,10 +165,13 @@ demo: collection
 	cd $(COLL) && $(PY) tests/demo/demo.py --lab-root $(WORK)/lab
 
 # Benchmarks are measurements, never timed tests: they print ratios against a
-# baseline run in the same process and write docs/benchmarks.md.
+# baseline run in the same process and write docs/benchmarks.md, with the
+# HAProxy versions of BENCH_HAPROXY side by side.
+BENCH_HAPROXY ?= 2.6,3.4
 bench: collection
 	mkdir -p $(WORK)/lab
-	cd $(COLL) && $(PY) tests/benchmarks/run.py --lab-root $(WORK)/lab --out docs/benchmarks.md $(BENCH_ARGS)
+	cd $(COLL) && $(PY) tests/benchmarks/run.py --lab-root $(WORK)/lab --out docs/benchmarks.md \
+		--haproxy $(BENCH_HAPROXY) $(BENCH_ARGS)
 	cp $(COLL)/docs/benchmarks.md docs/benchmarks.md
 
 clean:

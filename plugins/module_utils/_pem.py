@@ -359,7 +359,29 @@ def _load_private_key(data: bytes, *, der: bool, where: str, passphrase: bytes |
         raise PemError("the private key in %s does not parse: %s" % (where, exc))
 
 
+# Bundles of one call share their intermediates (and often a root): each distinct certificate is
+# parsed once, and each (certificate, issuer) signature checked once, per process. Bounded: a bulk
+# call's unique leaves must not grow these without end.
+_CACHE_LIMIT = 4096
+_PARSED: dict = {}
+_ISSUED: dict = {}
+
+
+def _remember(cache: dict, key, value):
+    if len(cache) >= _CACHE_LIMIT:
+        cache.clear()
+    cache[key] = value
+    return value
+
+
 def _load_certificate(data: bytes, *, der: bool, where: str):
+    cached = _PARSED.get((der, data))
+    if cached is not None:
+        return cached
+    return _remember(_PARSED, (der, data), _parse_certificate(data, der=der, where=where))
+
+
+def _parse_certificate(data: bytes, *, der: bool, where: str):
     try:
         with warnings.catch_warnings():
             # A zero or negative serial breaks RFC 5280, yet OpenSSL (and so HAProxy)
@@ -511,9 +533,13 @@ def _signed_by(certificate: x509.Certificate, issuer: x509.Certificate) -> bool:
 
 def _issued(subject_item: _Item, issuer_item: _Item) -> bool:
     """True when issuer_item's name is subject_item's issuer and its key made subject_item's signature."""
+    key = (subject_item.value, issuer_item.value)
+    known = _ISSUED.get(key)
+    if known is not None:
+        return known
     if subject_item.value.issuer != issuer_item.value.subject:
-        return False
-    return _signed_by(subject_item.value, issuer_item.value)
+        return _remember(_ISSUED, key, False)
+    return _remember(_ISSUED, key, _signed_by(subject_item.value, issuer_item.value))
 
 
 def _self_signed(item: _Item) -> bool:

@@ -50,11 +50,15 @@ _PROCESS_RE = re.compile(r"^@(?:!?[0-9]+|master)$")
 _HOST_RE = re.compile(r"^[A-Za-z0-9._-]+$")
 _CONTINUATION_RE = re.compile(r"^(?:\+ )+")
 _LOCKED_TEXT = "Operations on certificates are currently locked!"
+# A name no certificate can have: `abort ssl cert` on it only reports the open transaction.
+TRANSACTION_PROBE = "/dev/null/ingress.haproxy-transaction-probe"
 _SET_REPLY_RE = re.compile(r"^Transaction (?:created|updated) for certificate (?P<path>.+)!$", re.MULTILINE)
 _OTHER_TRANSACTION_RE = re.compile(r"The ongoing transaction is about '(?P<path>[^']*)'")
 # What HAProxy's CLI parser splits or reinterprets in a word: ';' ends a command, whitespace splits
 # arguments, a backslash escapes and quotes group (2.x: `show ssl cert a;help` runs `help`).
 _UNSAFE_NAME_CHARS = frozenset(";\\'\"`")
+# The same set as one search (re's \s is str.isspace's whitespace): every word of every command passes it.
+_UNSAFE_NAME_RE = re.compile("[;\\\\'\"`\\s\x00-\x1f\x7f]")
 
 
 class RuntimeApiError(IngressError):
@@ -138,6 +142,8 @@ def check_name(value, what="name"):
     quotes); return it unchanged when safe. Raises ``UnsafeName`` naming ``what`` and the character."""
     if not isinstance(value, str) or not value:
         raise UnsafeName("%s %r must be a non-empty word" % (what, value))
+    if _UNSAFE_NAME_RE.search(value) is None:
+        return value
     for char in value:
         if char in _UNSAFE_NAME_CHARS or char.isspace() or ord(char) < 32 or ord(char) == 127:
             raise UnsafeName(
@@ -651,6 +657,33 @@ class RuntimeSession:
             return reply
         self._refuse_below_operator(command, reply)
         return self._fail(command, reply, "expected a certificate listing")
+
+    def open_transaction(self):
+        """The path of the open certificate transaction, or None, without listing every certificate.
+
+        ``abort ssl cert`` on a name no certificate can have (a path under
+        /dev/null) aborts nothing and names the open transaction on 2.6 to 3.4
+        ("The ongoing transaction is about 'PATH' ..." or "No ongoing
+        transaction!"): a few bytes where ``show ssl cert`` prints every loaded
+        certificate (10,000 lines on a large instance). Below admin level
+        HAProxy refuses ``abort``: then the listing tells.
+        """
+        command = "abort ssl cert %s" % TRANSACTION_PROBE
+        reply = self._run_locked(command)
+        other = _OTHER_TRANSACTION_RE.search(reply)
+        if other:
+            return other.group("path")
+        if reply.strip() == "No ongoing transaction!":
+            return None
+        if reply.strip() != "Permission denied":
+            self._fail(command, reply, "expected 'No ongoing transaction!' or the open transaction's name")
+        text = self.show_ssl_cert_list()
+        for line in text.splitlines():
+            if line.startswith("*"):
+                return line[1:].rstrip()
+            if line.startswith("# filename"):
+                break
+        return None
 
     def _checked_detail(self, path, command, reply):
         if reply.startswith("Filename:"):

@@ -25,6 +25,7 @@ from ansible_collections.ingress.haproxy.plugins.module_utils._errors import Ing
 from ansible_collections.ingress.haproxy.plugins.module_utils import _runtime_api as api
 from ansible_collections.ingress.haproxy.plugins.module_utils._process_lock import LockError, ProcessLock
 from ansible_collections.ingress.haproxy.plugins.module_utils._ssl_cert_status import (
+    CertListing,
     StatusParseError,
     certificate_summary,
     parse_cert_detail,
@@ -302,8 +303,8 @@ class Converger:
     def _fail(self, path, reason):
         return ConvergeError("certificate %s on %s: %s" % (path, self.endpoint, reason), list(self.results))
 
-    def _listing(self):
-        return parse_cert_list(self.session.show_ssl_cert_list())
+    def _open_transaction(self):
+        return self.session.open_transaction()
 
     def _detail(self, path):
         if path in self._prefetched:
@@ -315,13 +316,20 @@ class Converger:
             return None
 
     def _prefetch(self, requests):
-        """Read the details of every requested certificate HAProxy holds in one pipelined batch.
+        """Ask HAProxy for every requested certificate in one pipelined batch; note the ones it holds.
 
-        Comparing 1,000 certificates then costs a few round trips instead of 1,000.
+        Comparing 1,000 certificates then costs a few round trips instead of
+        1,000, and rotating one certificate out of 10,000 asks about that one
+        only: the paths are known, so the full ``show ssl cert`` listing (every
+        loaded certificate) is never read. A path HAProxy does not hold answers
+        "Not found" and is left out of ``self.listing``.
         """
-        paths = [request.path for request in requests if request.path in self.listing]
-        if paths:
-            self._prefetched = dict(zip(paths, self.session.show_ssl_certs(paths)))
+        paths = [request.path for request in requests]
+        details = self.session.show_ssl_certs(paths) if paths else []
+        for path, raw in zip(paths, details):
+            if raw is not None:
+                self._prefetched[path] = raw
+                self.listing.add(path)
 
     def _crt_list_names(self):
         if self._crt_lists is None:
@@ -353,7 +361,7 @@ class Converger:
         deadline = time.monotonic() + self.wait
         while pending is not None and time.monotonic() < deadline:
             time.sleep(CONFLICT_POLL_SECONDS)
-            pending = self._listing().transaction
+            pending = self._open_transaction()
         if pending is not None:
             if not self.abort_pending:
                 raise self._fail(
@@ -671,8 +679,9 @@ class Converger:
     def run(self, requests):
         """Converge every request, in input order; return the per-certificate results."""
         try:
-            self.listing = self._listing()
-        except (api.RuntimeApiError, StatusParseError) as exc:
+            # Only the open transaction and the requested paths (see _prefetch): never every certificate.
+            self.listing = CertListing([], self._open_transaction())
+        except api.RuntimeApiError as exc:
             raise ConvergeError("%s on %s: %s" % (
                 describe_paths(request.path for request in requests), self.endpoint, exc))
         # A leftover transaction on one of our own certificates (an earlier run that died) is replaced
@@ -767,11 +776,17 @@ def diff_of(results):
 
 def read_status(session, paths=None, now=None):
     """Everything ``haproxy_ssl_cert_info`` returns, read over one session."""
-    listing = parse_cert_list(session.show_ssl_cert_list())
-    wanted = listing.paths if not paths else list(paths)
-    loaded = [path for path in wanted if path in listing]
-    # One pipelined batch of `show ssl cert PATH` instead of a round trip per certificate.
-    details = dict(zip(loaded, session.show_ssl_certs(loaded))) if loaded else {}
+    if paths:
+        # The paths are known: ask for those (a path HAProxy does not hold answers "Not found") and for the
+        # open transaction, instead of listing every loaded certificate.
+        wanted = list(paths)
+        transaction = session.open_transaction()
+        details = dict(zip(wanted, session.show_ssl_certs(wanted)))
+    else:
+        listing = parse_cert_list(session.show_ssl_cert_list())
+        wanted, transaction = listing.paths, listing.transaction
+        # One pipelined batch of `show ssl cert PATH` instead of a round trip per certificate.
+        details = dict(zip(wanted, session.show_ssl_certs(wanted))) if wanted else {}
     certificates, missing = [], []
     for path in wanted:
         raw = details.get(path)
@@ -790,6 +805,6 @@ def read_status(session, paths=None, now=None):
     return {
         "certificates": certificates,
         "crt_lists": crt_lists,
-        "transaction": listing.transaction,
+        "transaction": transaction,
         "missing": missing,
     }, warnings

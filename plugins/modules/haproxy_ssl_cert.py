@@ -27,6 +27,10 @@ description:
     C(set ssl cert PATH) and C(commit ssl cert PATH), then reads C(show ssl cert PATH) again and fails unless
     HAProxy now reports the new certificate. Any error after the C(set) aborts the transaction
     (C(abort ssl cert PATH)) before the module fails, so no transaction is left open.
+  - The module asks only about the certificates it is given, never for the list of every certificate HAProxy
+    holds; it learns which certificate transaction is open from C(abort ssl cert) on a name no certificate can
+    have (C(/dev/null/ingress.haproxy-transaction-probe)), which aborts nothing. Below level admin, where HAProxy
+    refuses that command, it reads the head of C(show ssl cert) instead.
   - A certificate HAProxy does not hold yet is created with C(new ssl cert), filled and committed, then added to
     O(crt_list) with its SSL options and SNI filters (C(add ssl crt-list)). Without O(crt_list) that is an error.
   - O(state=absent) removes the certificate from every crt-list that holds it (C(del ssl crt-list)), then deletes
@@ -493,6 +497,61 @@ def _converge_many(module):
     return output
 
 
+NO_LOG_PLACEHOLDER = "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER"
+
+
+def _without_secrets(value, secrets, shortest):
+    """A copy of ``value`` with every no_log value masked, as Ansible's remove_values masks it.
+
+    A string equal to a secret becomes the placeholder; a secret inside a
+    longer string becomes ********. Only strings at least as long as the
+    shortest secret are searched: Ansible tries every secret on every string
+    and every number, which costs 1,000 x 15,000 tries for a bulk call.
+    """
+    if isinstance(value, str):
+        if value in secrets:
+            return NO_LOG_PLACEHOLDER
+        if len(value) >= shortest:
+            for secret in secrets:
+                value = value.replace(secret, "*" * 8)
+        return value
+    if isinstance(value, dict):
+        return dict((_without_secrets(key, secrets, shortest), _without_secrets(item, secrets, shortest))
+                    for key, item in value.items())
+    if isinstance(value, (list, tuple, set)):
+        return [_without_secrets(item, secrets, shortest) for item in value]
+    if isinstance(value, (bool, type(None))):
+        return value
+    if isinstance(value, (int, float)):
+        text = str(value)
+        if len(text) >= shortest and any(secret in text for secret in secrets):
+            return NO_LOG_PLACEHOLDER
+        return value
+    # Anything else goes through Ansible's own scrubbing (see _returned).
+    raise TypeError(type(value).__name__)
+
+
+def _returned(module, method, **result):
+    """``exit_json`` or ``fail_json`` with the no_log values masked in one pass over the result.
+
+    The result (and the invocation Ansible would add: the parameters) is
+    masked here; Ansible's own pass then has nothing left to find, so it is
+    given no values to look for. Should anything in the result be of a type
+    this pass does not know, Ansible's pass runs as usual.
+    """
+    secrets = set(module.no_log_values)
+    if secrets:
+        try:
+            shortest = min(len(secret) for secret in secrets)
+            masked = _without_secrets(dict(result, invocation={"module_args": module.params}), secrets, shortest)
+        except TypeError:
+            masked = None
+        if masked is not None:
+            result = masked
+            module.no_log_values = set()
+    method(**result)
+
+
 def main():
     certificate_options = dict(
         path=dict(type="str", required=True),
@@ -540,9 +599,10 @@ def main():
         output = _converge_many(module) if many else _converge_one(module)
     except IngressError as exc:
         # The one place this module fails; a failure before any endpoint was reached has an empty result.
-        exc.do_fail(module, **dict({"instances" if many else "certificates": [], "changed": False}, **exc.result))
+        _returned(module, module.fail_json, msg=exc.message,
+                  **dict({"instances" if many else "certificates": [], "changed": False}, **exc.result))
     else:
-        module.exit_json(**output)
+        _returned(module, module.exit_json, **output)
 
 
 if __name__ == "__main__":

@@ -5,15 +5,17 @@
 
 """Run the benchmarks against the loopback lab and write docs/benchmarks.md.
 
-  run.py --lab-root DIR --out docs/benchmarks.md [--quick] [--only B1,B3] [--repetitions N] [--note TEXT]
+  run.py --lab-root DIR --out docs/benchmarks.md [--haproxy 2.6,3.4] [--quick] [--only B1,B3] [--repetitions N]
+         [--note TEXT]
 
 Run from the collection tree inside an ``ansible_collections`` directory with
 ANSIBLE_COLLECTIONS_PATH pointing there (``make bench`` does both). These are
 measurements, not tests: every row is compared with a baseline measured in
 the same run, and a missed target is reported, not raised. The exit status is
 non-zero only when a benchmark could not run to the end. The labs run the
-HAProxy of $INGRESS_HAPROXY_VERSION (``make bench HAPROXY_VERSION=3.2``; default
-2.6), and the report's HAProxy row says which one ran.
+HAProxy of each version of ``--haproxy`` in turn (``make bench`` runs 2.6 and 3.4;
+without it $INGRESS_HAPROXY_VERSION, else 2.6); the summary puts the versions
+side by side.
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ from ingress_bench import b1_bulk, b2_one_of_many, b3_under_load, b4_fanout  # n
 from ingress_bench.context import Context  # noqa: E402
 # pylint: disable-next=wrong-import-position
 from ingress_bench.report import Section  # noqa: E402
+
+VERSION_ENV = 'INGRESS_HAPROXY_VERSION'
 
 BENCHMARKS = {
     'B1': b1_bulk.run,
@@ -98,15 +102,25 @@ def _header(context: Context, selected: list[str], started: float, load_before: 
     ])
 
 
-def _summary(sections: list[Section]) -> str:
-    """Every target of every benchmark in one table, for readers (and the README) in a hurry."""
-    rows = ['## Summary', '', '| benchmark | target | result | numbers |', '|---|---|---|---|']
-    for section in sections:
-        if section.error:
-            rows.append(f'| {section.key} | — | did not complete | see below |')
-        for target in section.targets:
-            rows.append(f'| {section.key} | {target.text} | {target.verdict} | '
-                        f'{target.evidence} |')
+def _summary(runs: list[tuple[str, list[Section]]]) -> str:
+    """Every target of every benchmark in one table, one column per HAProxy version, for readers in a hurry."""
+    labels = [label for label, dummy in runs]
+    rows = ['## Summary', '', '| benchmark | target | ' + ' | '.join(f'HAProxy {label}' for label in labels) + ' |',
+            '|---|---|' + '---|' * len(labels)]
+    keys: list[tuple[str, str]] = []
+    cells: dict[tuple[str, str], dict[str, str]] = {}
+    for label, sections in runs:
+        for section in sections:
+            found = [(section.key, '—', 'did not complete, see below')] if section.error else []
+            found += [(section.key, target.text, f'{target.verdict}: {target.evidence}') for target in section.targets]
+            for key, text, cell in found:
+                if (key, text) not in cells:
+                    keys.append((key, text))
+                    cells[(key, text)] = {}
+                cells[(key, text)][label] = cell
+    for key, text in keys:
+        rows.append(f'| {key} | {text} | ' + ' | '.join(cells[(key, text)].get(label, '—') for label in labels)
+                    + ' |')
     return '\n'.join(rows) + '\n\n'
 
 
@@ -119,6 +133,9 @@ def main() -> int:
     parser.add_argument('--repetitions', type=int, default=0, help='runs per row (default 3, 1 with --quick)')
     parser.add_argument('--note', default='', help='a sentence on the conditions of this run, for the report')
     parser.add_argument('--keep-workdir', action='store_true', help='keep the scratch files for inspection')
+    parser.add_argument('--haproxy', default='',
+                        help='comma-separated HAProxy versions of the lab, run one after the other and reported side '
+                             'by side, e.g. 2.6,3.4 (default: $INGRESS_HAPROXY_VERSION, else 2.6)')
     args = parser.parse_args()
 
     selected = [name.strip().upper() for name in args.only.split(',') if name.strip()] or list(BENCHMARKS)
@@ -133,31 +150,47 @@ def main() -> int:
     workdir = tempfile.mkdtemp(prefix='bench-', dir=os.path.abspath(args.lab_root))
     context = Context(lab_root=os.path.abspath(args.lab_root), workdir=workdir, quick=args.quick,
                       repetitions=repetitions)
+    versions = [version.strip() for version in args.haproxy.split(',') if version.strip()] or [
+        os.environ.get(VERSION_ENV, '')]
     started = time.monotonic()
     load_before = os.getloadavg()
-    sections: list[Section] = []
+    runs: list[tuple[str, list[Section]]] = []
     failed = []
     try:
-        for name in selected:
-            context.log(f'{name}: starting')
-            began = time.monotonic()
-            try:
-                section = BENCHMARKS[name](context)
-            except Exception:  # pylint: disable=broad-exception-caught
-                # One benchmark that cannot run must not hide the others' numbers.
-                failed.append(name)
-                section = Section(name, 'did not complete', error=traceback.format_exc())
-            for target in section.targets:
-                target.judged = not args.quick
-            context.log(f'{name}: done in {time.monotonic() - began:.0f} s')
-            print(section.markdown(), flush=True)
-            sections.append(section)
+        for version in versions:
+            if version:
+                os.environ[VERSION_ENV] = version
+            context.haproxy_version = ''
+            sections: list[Section] = []
+            for name in selected:
+                context.log(f'{name}: starting' + (f' on HAProxy {version}' if version else ''))
+                began = time.monotonic()
+                try:
+                    section = BENCHMARKS[name](context)
+                except Exception:  # pylint: disable=broad-exception-caught
+                    # One benchmark that cannot run must not hide the others' numbers.
+                    failed.append(f'{name} ({version or "default"})')
+                    section = Section(name, 'did not complete', error=traceback.format_exc())
+                for target in section.targets:
+                    target.judged = not args.quick
+                context.log(f'{name}: done in {time.monotonic() - began:.0f} s')
+                print(section.markdown(), flush=True)
+                sections.append(section)
+            runs.append((context.haproxy_version or version or 'unknown', sections))
     finally:
         if not args.keep_workdir:
             shutil.rmtree(workdir, ignore_errors=True)
+    context.haproxy_version = ' and '.join(label for label, dummy in runs)
     report = _header(context, selected, started, load_before, os.getloadavg(), args.note)
-    report += _summary(sections)
-    report += '\n'.join(section.markdown() for section in sections)
+    report += _summary(runs)
+    if len(runs) == 1:
+        report += '\n'.join(section.markdown() for section in runs[0][1])
+    else:
+        for label, sections in runs:
+            report += f'## HAProxy {label}\n\n'
+            # One heading level down: each version's benchmarks sit under its own heading.
+            report += '\n'.join(section.markdown().replace('\n## ', '\n### ').replace('## ', '### ', 1)
+                                for section in sections)
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, 'w', encoding='utf-8') as out:
         out.write(report.rstrip('\n') + '\n')

@@ -22,6 +22,8 @@ import time
 
 import yaml
 
+from . import procstat
+
 
 class PlaybookFailed(Exception):
     """ansible-playbook exited non-zero; carries the tail of its output."""
@@ -60,16 +62,27 @@ class PlaybookRunner:
         return self.write(name, {'haproxy': {'hosts': host_vars}})
 
     def run(self, playbook: str, inventory: str, forks: int = 5,
-            extra_vars_file: str | None = None) -> tuple[float, dict]:
-        """Run one playbook (a path or a collection playbook's FQCN); return (wall seconds, the json document)."""
+            extra_vars_file: str | None = None, peak: list | None = None) -> tuple[float, dict]:
+        """Run one playbook (a path or a collection playbook's FQCN); return (wall seconds, the json document).
+
+        With ``peak`` (a list), the highest total RSS of the ansible-playbook process tree (the controller
+        and the modules it starts) is appended to it, in bytes.
+        """
         argv = [self.ansible_playbook, '-i', inventory, '--forks', str(forks), playbook]
         if extra_vars_file:
             argv += ['--extra-vars', f'@{extra_vars_file}']
         env = dict(os.environ, ANSIBLE_CONFIG=self.config, ANSIBLE_NOCOLOR='1')
         started = time.perf_counter()
-        completed = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=self.workdir,
-                                   check=False)
+        with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                              cwd=self.workdir) as process:
+            if peak is None:
+                stdout, stderr = process.communicate()
+            else:
+                with procstat.TreePeakRss(process.pid) as watcher:
+                    stdout, stderr = process.communicate()
+                peak.append(watcher.peak)
         elapsed = time.perf_counter() - started
+        completed = subprocess.CompletedProcess(argv, process.returncode, stdout, stderr)
         try:
             document = json.loads(completed.stdout)
         except ValueError:

@@ -140,18 +140,21 @@ def run(context: Context) -> Section:
         table.append(['(d) minus Ansible task floor', seconds(rows['d'].median - rows['task'].median), '', ''])
         section.table(['row', 'wall (median)', f'runs (min–max, n={context.repetitions})', 'ratio to (a)'],
                       table)
-        bound_c = 1.5 * floor_time + start
-        section.targets.append(Target('(c) ≤ 1.5 × (a) + Ansible start', rows['c'].median <= bound_c,
+        bound_c = 1.3 * floor_time + start
+        section.targets.append(Target('(c) ≤ 1.3 × (a) + Ansible start', rows['c'].median <= bound_c,
                                       f'(c) {rows["c"].median:.2f} s, bound {bound_c:.2f} s'))
-        bound_d = start + 0.5
+        bound_d = start + 0.3
         section.targets.append(Target('(d) sends no `set` (every certificate `unchanged` in the module '
-                                      'results, checked every run) and ≤ Ansible start + 0.5 s',
+                                      'results, checked every run) and ≤ Ansible start + 0.3 s',
                                       rows['d'].median <= bound_d,
                                       f'(d) {rows["d"].median:.2f} s, bound {bound_d:.2f} s'))
         section.notes.append('Every (c) run was checked: each module result lists every certificate as '
                              '`updated`, and HAProxy\'s `show ssl cert` reports the new fingerprint '
                              '(first and last certificate of each instance).')
+        # The generation HAProxy holds now: the last (c) run's, or the one the (c) profile below sends.
+        current = (context.repetitions - 1) % 2
         if rows['c'].median > bound_c:
+            current = context.repetitions % 2
             context.log('B1: (c) missed its target, profiling the module')
             instance = instances[0]
             entries = loaded[instance['name']]
@@ -164,4 +167,19 @@ def run(context: Context) -> Section:
                 profile = f'profiling failed: {exc}'
             section.notes.append('(c) missed: cProfile of one module run (the same bulk call, '
                                  f'{instance["name"]}, run directly with the venv Python):\n\n' + profile)
+        if rows['d'].median > bound_d:
+            context.log('B1: (d) missed its target, profiling the module on the no-op rerun')
+            instance = instances[0]
+            entries = loaded[instance['name']]
+            # The generation HAProxy holds already: the same call changes nothing.
+            args = {'endpoint': instance['runtime_tcp'],
+                    'certificates': [{'path': entry.path, 'src': source}
+                                     for entry, source in zip(entries, sources[current])]}
+            try:
+                profile = profile_module('haproxy_ssl_cert', args, context.scratch('b1/profile-d'))
+            except (OSError, RuntimeError, ValueError) as exc:
+                profile = f'profiling failed: {exc}'
+            section.notes.append('(d) missed: cProfile of one no-op module run (the same bulk call, '
+                                 f'{instance["name"]}; Ansible\'s own work on the controller is not in it):\n\n'
+                                 + profile)
     return section

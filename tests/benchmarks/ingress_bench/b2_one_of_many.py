@@ -111,7 +111,8 @@ def _command_costs(instance: dict, path: str, pem: str, costs: dict[str, Series]
 
     session = measured('connect + `prompt`', lambda: floor.Session(instance['runtime_tcp']))
     with session:
-        measured('`show ssl cert` (list every certificate, once per session)', lambda: session.command('show ssl cert'))
+        measured('`abort ssl cert /dev/null/…` (which transaction is open, once per session)',
+                 lambda: session.command('abort ssl cert /dev/null/ingress.haproxy-transaction-probe'))
         measured('`show ssl cert PATH` (compare)', lambda: session.command(f'show ssl cert {path}'))
         reply = measured('`set ssl cert PATH <<` (payload)', lambda: session.command(f'set ssl cert {path}', pem))
         if f'for certificate {path}!' not in reply:
@@ -202,9 +203,17 @@ def run(context: Context) -> Section:
             f'{key} ' + ', '.join(f'{value * 1000:.2f}' for value in row.cpu.values) for key, row in rows.items()))
         section.notes.append(f'Runs: {context.repetitions}; reload probes per run (median): '
                              f'{rows["reload"].probes.median:.0f}.')
+        section.notes.append('The module never asks for the full `show ssl cert` listing: it reads the open '
+                             'transaction with an `abort ssl cert` on a name no certificate has (it aborts '
+                             'nothing) and asks for the one path it was given.')
+        floor_cpu = rows['floor'].cpu.median
+        section.targets.append(Target('the module costs ≤ 2 × the HAProxy CPU of a raw set + commit',
+                                      module_cpu <= 2 * floor_cpu,
+                                      f'module {module_cpu * 1000:.2f} ms vs raw {floor_cpu * 1000:.2f} ms: '
+                                      f'{module_cpu / floor_cpu:.2f}×'))
         cpu_ratio = rows['reload'].cpu.median / module_cpu
-        section.targets.append(Target('the runtime path costs ≥ 1,000× less HAProxy CPU than a reload',
-                                      cpu_ratio >= 1000,
+        section.targets.append(Target('the runtime path costs ≥ 3,000× less HAProxy CPU than a reload',
+                                      cpu_ratio >= 3000,
                                       f'reload {rows["reload"].cpu.median:.2f} s vs module '
                                       f'{module_cpu * 1000:.2f} ms: {cpu_ratio:,.0f}×'))
     return section

@@ -2,96 +2,104 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-"""B4: one certificate to 1, 5, 10 and 20 instances through the ``ingress.haproxy.push`` playbook."""
+"""B4: fan-out — 10 certificates to 1 and to 200 HAProxy instances in one ``haproxy_ssl_cert`` call."""
 
 from __future__ import annotations
 
-from .ansible_run import PlaybookRunner, task_durations
+import os
+
+from .ansible_run import PlaybookRunner, task_results
 from .context import Context, loaded_certificates
 from .report import Section, Target, ratio, seconds
 from .stats import Series
 
-
-REPORT_TASK = 'Report | Put together the outcome on every instance'
+CERTIFICATES = 10
+TASK = 'Converge the certificates on every instance'
+PLAY = [{
+    'name': 'B4 fan-out',
+    'hosts': 'localhost',
+    'gather_facts': False,
+    'tasks': [{
+        'name': TASK,
+        'ingress.haproxy.haproxy_ssl_cert': {
+            'endpoints': '{{ bench_endpoints }}',
+            'certificates': '{{ bench_certificates }}',
+        },
+    }],
+}]
 
 
 class BenchmarkError(Exception):
-    """The playbook's own report says something other than: every instance updated and verified."""
+    """The module's result says something other than: every certificate updated on every instance."""
 
 
-def _check_report(document: dict, count: int) -> None:
-    """The role's own report (fact ``certificates_report``) must show every instance changed and verified."""
-    report = None
-    for play in document.get('plays', []):
-        for task in play.get('tasks', []):
-            if task.get('task', {}).get('name', '').endswith(REPORT_TASK):
-                report = task.get('hosts', {}).get('localhost', {}).get('ansible_facts', {}).get('certificates_report')
-    if report is None:
-        raise BenchmarkError(f'no task {REPORT_TASK!r} setting certificates_report in the playbook output')
-    instances = report.get('instances', [])
-    wrong = [instance for instance in instances
-             if instance.get('failed') or instance.get('push') != 'changed' or instance.get('verify') != 'ok']
-    if report.get('failed') or len(instances) != count or wrong:
-        raise BenchmarkError(f'expected {count} instances pushed and verified, report says: {report}')
+def _check(document: dict, size: int, fingerprints: list[str]) -> None:
+    result = task_results(document, TASK)['localhost']
+    endpoints = result.get('instances') or []
+    if result.get('failed') or len(endpoints) != size:
+        raise BenchmarkError(f'expected {size} endpoints converged, got: {result.get("msg")}')
+    for endpoint in endpoints:
+        served = [item.get('after', {}).get('fingerprint') for item in endpoint.get('certificates', [])]
+        actions = {item.get('action') for item in endpoint.get('certificates', [])}
+        if endpoint.get('failed') or actions != {'updated'} or served != fingerprints:
+            raise BenchmarkError(f'{endpoint.get("endpoint")}: {endpoint.get("msg")} {actions}')
 
 
 def run(context: Context) -> Section:
-    sizes = (1, 5) if context.quick else (1, 5, 10, 20)
-    section = Section('B4', 'fan-out: one certificate to ' + ', '.join(str(size) for size in sizes) + ' instances')
+    largest = 20 if context.quick else 200
+    sizes = (1, largest)
+    section = Section('B4', f'fan-out: {CERTIFICATES} certificates to 1 and to {largest} instances')
     section.intro = (
-        'The `ingress.haproxy.push` playbook as a watcher runs it (steps bundle → push → verify; persist '
-        'skipped with `certificates_persist_group: ""` because the lab\'s instances are processes on this '
-        'machine, not hosts) with `certificates_endpoints` listing the first N lab instances. One new '
-        'certificate version per run (source `files`), so every run bundles, pushes and verifies a real change; '
-        'the role\'s own report of every run (fact `certificates_report`) must show each instance '
-        '`changed` and verified `ok`. The sizes alternate within each repetition.'
+        f'One `ingress.haproxy.haproxy_ssl_cert` task with `endpoints` (every instance\'s TCP Runtime API and '
+        f'its `cert_dir`) and {CERTIFICATES} `certificates` (`src` files on the controller): the module reads '
+        'and validates each bundle once and converges every instance in parallel, one connection each. '
+        f'Each run sends a new generation of the {CERTIFICATES} certificates, so every run changes every '
+        'certificate on every instance; the module\'s result must list each as `updated` with the new '
+        'fingerprint read back from HAProxy. The controller\'s peak memory is the highest total RSS of the '
+        'ansible-playbook process tree (controller, fork, module), sampled every 50 ms.'
     )
-    with context.lab(instances=max(sizes), preload=1) as lab:
+    with context.lab(instances=largest, preload=CERTIFICATES) as lab:
         instances = lab.state['instances']
         context.haproxy_version = lab.state['haproxy_version']
-        target = loaded_certificates(instances[0])[0]
+        names = [os.path.basename(entry.path) for entry in loaded_certificates(instances[0])][:CERTIFICATES]
+        domains = [entry.name for entry in loaded_certificates(instances[0])][:CERTIFICATES]
         runner = PlaybookRunner(context.scratch('b4/ansible'), context.python)
         inventory = runner.write('inventory.yml', {'all': {'hosts': {'localhost': {
             'ansible_connection': 'local', 'ansible_python_interpreter': context.python}}}})
-        store = context.scratch('b4/store')
+        playbook = runner.write('fanout.yml', PLAY)
         rows = {size: Series(str(size)) for size in sizes}
-        breakdown: dict[str, float] = {}
+        peaks: dict[int, list[int]] = {size: [] for size in sizes}
         for repetition in range(context.repetitions):
             for size in sizes:
-                version = context.issuer.generation([target.name], f'b4-{repetition}-{size}')
-                certificate, key = version.write_split(context.scratch(f'b4/source/{repetition}-{size}'))
+                version = context.issuer.generation(domains, f'b4-{repetition}-{size}')
+                source_dir = context.scratch(f'b4/source/{repetition}-{size}')
+                sources = []
+                for name, pem in zip(names, version.pems):
+                    source = os.path.join(source_dir, name)
+                    descriptor = os.open(source, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                    with os.fdopen(descriptor, 'w', encoding='utf-8') as out:
+                        out.write(pem)
+                    sources.append(source)
                 variables = runner.write(f'vars-{repetition}-{size}.yml', {
-                    'certificates_source': 'files',
-                    'certificates_items': [{'name': 'bench', 'domains': [target.name],
-                                            'haproxy_path': target.path,
-                                            'certificate': certificate, 'privatekey': key}],
-                    'certificates_store_dir': store,
-                    'certificates_persist_group': '',
-                    'certificates_endpoints': [{'name': instance['name'], 'endpoint': instance['runtime_tcp'],
-                                                'cert_dir': instance['cert_dir'],
-                                                'verify_host': instance['address'],
-                                                'verify_port': instance['tls_port']}
-                                               for instance in instances[:size]],
+                    'bench_endpoints': [{'endpoint': instance['runtime_tcp'], 'cert_dir': instance['cert_dir']}
+                                        for instance in instances[:size]],
+                    'bench_certificates': [{'path': os.path.join(instances[0]['cert_dir'], name), 'src': source}
+                                           for name, source in zip(names, sources)],
                 })
-                elapsed, document = runner.run('ingress.haproxy.push', inventory, forks=5,
-                                               extra_vars_file=variables)
-                _check_report(document, size)
+                elapsed, document = runner.run(playbook, inventory, forks=5, extra_vars_file=variables,
+                                               peak=peaks[size])
+                _check(document, size, list(version.fingerprints))
                 rows[size].add(elapsed)
-                if size == max(sizes) and repetition == context.repetitions - 1:
-                    breakdown = task_durations(document)
-                context.log(f'B4 run {repetition + 1}: {size} instance(s) {elapsed:.2f} s')
+                context.log(f'B4 run {repetition + 1}: {size} instance(s) {elapsed:.2f} s, '
+                            f'peak {peaks[size][-1] / 2**20:.0f} MiB')
 
-        one = rows[sizes[0]].median
-        section.table(['instances', 'wall (median)', f'runs (min–max, n={context.repetitions})', 'ratio to 1'],
-                      [[str(size), seconds(series.median), series.spread, ratio(series.median / one)]
-                       for size, series in rows.items()])
-        largest = max(sizes)
-        section.targets.append(Target(f'{largest} instances cost ≤ 2 × one instance (parallel, not serial)',
-                                      rows[largest].median <= 2 * one,
-                                      f'{rows[largest].median:.2f} s vs 2 × {one:.2f} s'))
-        if breakdown:
-            top = sorted(breakdown.items(), key=lambda item: item[1], reverse=True)[:8]
-            section.notes.append(f'Where the {largest}-instance run spends its time (task wall time from the '
-                                 'json callback, slowest first): '
-                                 + '; '.join(f'{name.split(" : ", 1)[-1]} {value:.2f} s' for name, value in top) + '.')
+        one = rows[1].median
+        section.table(['instances', 'wall (median)', f'runs (min–max, n={context.repetitions})', 'ratio to 1',
+                       'controller peak RSS (max)'],
+                      [[str(size), seconds(series.median), series.spread, ratio(series.median / one),
+                        f'{max(peaks[size]) / 2**20:.0f} MiB'] for size, series in rows.items()])
+        section.targets.append(Target(f'{largest} instances × {CERTIFICATES} certificates ≤ 3 × one instance',
+                                      rows[largest].median <= 3 * one,
+                                      f'{rows[largest].median:.2f} s vs 3 × {one:.2f} s; controller peak '
+                                      f'{max(peaks[largest]) / 2**20:.0f} MiB'))
     return section

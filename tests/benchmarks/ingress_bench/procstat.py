@@ -156,3 +156,35 @@ class PeakRss:
     def __exit__(self, *exc_info) -> None:
         self._stop.set()
         self._thread.join()
+
+
+def descendants_rss(root_pid: int) -> int:
+    """Resident memory of ``root_pid`` and every live descendant (children's children too), in bytes."""
+    parents: dict[int, list[int]] = {}
+    rss: dict[int, int] = {}
+    for entry in os.listdir('/proc'):
+        if not entry.isdigit():
+            continue
+        fields = _stat_fields(int(entry))
+        if fields is None or fields[0] in ('Z', 'X'):
+            continue
+        parents.setdefault(int(fields[1]), []).append(int(entry))
+        rss[int(entry)] = int(fields[21]) * PAGE_SIZE
+    total, pending = 0, [root_pid]
+    while pending:
+        pid = pending.pop()
+        total += rss.get(pid, 0)
+        pending.extend(parents.get(pid, []))
+    return total
+
+
+class TreePeakRss(PeakRss):
+    """Like PeakRss, over the whole tree: ansible-playbook, its forks and the module processes they start."""
+
+    def __init__(self, root_pid: int, interval: float = 0.05) -> None:
+        super().__init__(root_pid, interval)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, descendants_rss(self._root_pid))
+            self._stop.wait(self._interval)

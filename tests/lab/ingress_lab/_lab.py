@@ -27,7 +27,8 @@ from ._roots import DEFAULT_VERSION, build_for, ensure_root
 DEFAULT_ROOT = '/tmp/ingress-lab'
 STATE_FILE = 'state.json'
 LAB_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MAX_INSTANCES = 100
+# Instance N listens on 127.0.0.(10 + N): 200 keeps every address below .255 (issue 17 fans out to 200).
+MAX_INSTANCES = 200
 # How often a daemon is restarted on new ports when a port it was given got taken meanwhile.
 _BIND_ATTEMPTS = 3
 

@@ -692,3 +692,38 @@ def test_cryptography_floor_is_declared_once():
 def test_version_tuple(text, version):
     assert _pem.version_tuple(text) == version
     assert (version >= _pem.CRYPTOGRAPHY_MINIMUM) == (version[0] >= 37)
+
+
+def test_shared_intermediate_is_parsed_and_checked_once(monkeypatch):
+    """Bundles sharing an intermediate and root: its parse and its signature check are done once per process."""
+    root_key = ec.generate_private_key(ec.SECP256R1())
+    inter_key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.timezone.utc)
+
+    def sign(subject, public_key, issuer, signing_key, ca):
+        return (x509.CertificateBuilder()
+                .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+                .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
+                .public_key(public_key).serial_number(x509.random_serial_number())
+                .not_valid_before(now - datetime.timedelta(hours=1)).not_valid_after(now + datetime.timedelta(days=9))
+                .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+                .sign(signing_key, hashes.SHA256()))
+
+    root = sign("cache root", root_key.public_key(), "cache root", root_key, True)
+    inter = sign("cache inter", inter_key.public_key(), "cache root", root_key, True)
+    texts = []
+    for number in range(5):
+        key = ec.generate_private_key(ec.SECP256R1())
+        leaf = sign("leaf%d.test" % number, key.public_key(), "cache inter", inter_key, False)
+        texts.append("".join(item.public_bytes(serialization.Encoding.PEM).decode() for item in (leaf, inter, root))
+                     + key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                         serialization.NoEncryption()).decode())
+    checked = []
+    real = _pem._signed_by
+    monkeypatch.setattr(_pem, "_signed_by", lambda cert, issuer: checked.append(cert.subject) or real(cert, issuer))
+    bundles = [_pem.load_bundle(text, source="bundle %d" % number) for number, text in enumerate(texts)]
+    assert [len(bundle.chain) for bundle in bundles] == [1] * 5
+    # One check per leaf; the intermediate (by the root) and the root (by itself) once for all five.
+    assert checked.count(inter.subject) == 1 and checked.count(root.subject) == 1
+    assert len(checked) == 7
+    assert bundles[0].chain[0] is bundles[4].chain[0]

@@ -6,7 +6,7 @@
 
 The playbook-level cases live in the haproxy_ssl_cert integration target; here
 are the ones a playbook cannot stage: a transaction another client opens
-between our listing and our set (Debian's 2.6.12 then answers our set by
+between our look at the open transaction and our set (Debian's 2.6.12 then answers our set by
 updating that other transaction), and the exact commands a rerun sends.
 """
 
@@ -198,15 +198,17 @@ def test_rerun_sends_no_set(lab, pki):
     assert first[0]["action"] == "updated" and first[0]["after"]["fingerprint"] == fingerprint
     assert second[0]["action"] == "unchanged"
     path = _path(lab, 1)
+    probe = "abort ssl cert " + api.TRANSACTION_PROBE
+    # Never the full `show ssl cert` listing: the paths are known.
     assert recording.commands == [
-        "show ssl cert", "show ssl cert " + path, "set ssl cert " + path, "commit ssl cert " + path,
+        probe, "show ssl cert " + path, "set ssl cert " + path, "commit ssl cert " + path,
         "show ssl cert " + path,
-        "show ssl cert", "show ssl cert " + path,
+        probe, "show ssl cert " + path,
     ]
 
 
 def test_conflict_seen_in_the_set_reply(lab, pki):
-    """Another client opens a transaction after our listing: the set reply (not HAProxy's listing) tells.
+    """Another client opens a transaction after we looked: the set reply tells.
 
     Debian's 2.6.12 puts our payload into the other client's transaction: it is
     aborted at once (so that client's commit fails instead of serving our
@@ -219,12 +221,12 @@ def test_conflict_seen_in_the_set_reply(lab, pki):
     requests = prepare_requests([{"path": mine, "content": ours}], lab["runtime_tcp"])
     with api.RuntimeSession(lab["runtime_tcp"], timeout=5) as session:
         before = parse_cert_detail(session.show_ssl_cert(mine))
-        stale_listing = session.show_ssl_cert_list()
+        stale = session.open_transaction()
         with api.RuntimeSession(lab["runtime_unix"], timeout=5) as other_client:
             other_client.set_ssl_cert(other, theirs)
         try:
-            # The converger reads the listing from before the other client's set.
-            session.show_ssl_cert_list = lambda: stale_listing
+            # The converger sees the open transaction as it was before the other client's set.
+            session.open_transaction = lambda: stale
             converger = Converger(session, wait=0.5)
             try:
                 results = converger.run(requests)
@@ -260,10 +262,10 @@ def test_conflict_in_the_set_reply_with_abort_pending(lab, pki):
     mine, other = _path(lab, 2), _path(lab, 3)
     requests = prepare_requests([{"path": mine, "content": ours}], lab["runtime_tcp"])
     with api.RuntimeSession(lab["runtime_tcp"], timeout=5) as session:
-        stale_listing = session.show_ssl_cert_list()
+        stale = session.open_transaction()
         with api.RuntimeSession(lab["runtime_unix"], timeout=5) as other_client:
             other_client.set_ssl_cert(other, theirs)
-        session.show_ssl_cert_list = lambda: stale_listing
+        session.open_transaction = lambda: stale
         converger = Converger(session, abort_pending=True, wait=0.5)
         results = converger.run(requests)
     assert results[0]["after"]["fingerprint"] == leaf.fingerprint(hashes.SHA1()).hex().upper()
@@ -305,7 +307,9 @@ def test_new_certificate_into_a_missing_crt_list_changes_nothing(lab, pki):
             Converger(session).run(requests)
         assert path not in parse_cert_list(session.show_ssl_cert_list())
     assert "crt-list /nonexistent/list is not loaded" in str(info.value)
-    assert not [command for command in recording.commands if not command.startswith("show ")]
+    # Reads only (the transaction probe aborts nothing: no certificate has its name).
+    reads = ("show ", "abort ssl cert " + api.TRANSACTION_PROBE)
+    assert not [command for command in recording.commands if not command.startswith(reads)]
 
 
 def test_absent_removes_every_crt_list_line(lab, pki):
@@ -471,7 +475,7 @@ def test_bulk_run_pipelines_and_verifies_every_commit(lab, pki):
         recording = Recording(session)
         results = Converger(session).run(requests)
     shows = ["show ssl cert " + path for path in paths]
-    assert recording.writes == [["show ssl cert"], shows] + [
+    assert recording.writes == [["abort ssl cert " + api.TRANSACTION_PROBE], shows] + [
         ["set ssl cert " + path, "commit ssl cert " + path] for path in paths] + [shows]
     assert [result["after"]["fingerprint"] for result in results] == [
         leaf.fingerprint(hashes.SHA1()).hex().upper() for leaf, dummy_text in bundles]
@@ -516,3 +520,49 @@ def test_check_mode_warns_about_another_clients_transaction(lab, pki):
     assert converger.warnings == [
         "a certificate transaction on %s is open on %s; a real run waits up to 3s for it, then fails" % (
             other, lab["runtime_tcp"])]
+
+
+def test_open_transaction_without_the_listing(lab, pki):
+    """The probe names the open transaction (or none) on every version; it aborts nothing."""
+    dummy_leaf, text = pki.bundle("probe.test")
+    path = _path(lab, 3)
+    with api.RuntimeSession(lab["runtime_tcp"], timeout=5) as session:
+        assert session.open_transaction() is None
+        session.set_ssl_cert(path, text)
+        try:
+            assert session.open_transaction() == path
+            assert _transaction(lab) == path
+        finally:
+            session.abort_ssl_cert(path)
+        assert session.open_transaction() is None
+
+
+def test_open_transaction_below_admin_reads_the_listing(lab, pki):
+    """HAProxy refuses `abort` below admin level: the listing's transaction head tells instead."""
+    dummy_leaf, text = pki.bundle("probe-operator.test")
+    path = _path(lab, 3)
+    with api.RuntimeSession(lab["runtime_operator"], timeout=5) as operator:
+        assert operator.open_transaction() is None
+        with api.RuntimeSession(lab["runtime_unix"], timeout=5) as admin:
+            admin.set_ssl_cert(path, text)
+            try:
+                assert operator.open_transaction() == path
+            finally:
+                admin.abort_ssl_cert(path)
+
+
+def test_one_of_many_asks_only_for_its_path(lab, pki):
+    """Rotating one certificate reads the open transaction and that one path, never every certificate."""
+    leaf, text = pki.bundle("one-of-many.test")
+    path, absent = _path(lab, 2), os.path.join(lab["cert_dir"], "not-loaded.pem")
+    requests = prepare_requests([{"path": path, "content": text}], lab["runtime_tcp"])
+    with api.RuntimeSession(lab["runtime_tcp"], timeout=5) as session:
+        recording = Recording(session)
+        results = Converger(session).run(requests)
+        assert "show ssl cert" not in recording.commands
+        # A path HAProxy does not hold is reported as such, from its own `show ssl cert PATH`.
+        missing = prepare_requests([{"path": absent, "content": text}], lab["runtime_tcp"])
+        with pytest.raises(ConvergeError) as info:
+            Converger(session).run(missing)
+    assert results[0]["after"]["fingerprint"] == leaf.fingerprint(hashes.SHA1()).hex().upper()
+    assert "HAProxy does not hold this certificate" in str(info.value) and absent in str(info.value)
