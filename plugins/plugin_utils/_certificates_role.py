@@ -820,15 +820,21 @@ def rollback_persist_plan(persist_plan_entries: list[dict], persisted_hosts: t.M
             and entry["path"] in ((persisted_hosts.get(entry["host"]) or {}).get("changed") or [])]
 
 
-def restore_store_entries(plan: list[dict], bundle_dir: str) -> list[dict]:
-    """haproxy_cert_bundle entries that put NAME.previous.pem back as the store's NAME.pem after a rollback.
+def restore_store_entries(plan: list[dict], bundle_dir: str, selected: list[dict] | None = None,
+                          known_bundles: t.Mapping[str, dict] | None = None) -> list[dict]:
+    """haproxy_cert_bundle entries that put NAME.previous.pem back as the store's NAME.pem when a rollout stopped.
 
-    The store then holds what the instances serve, and a rerun with the same
-    bad source builds it again, so it ends the same way.
+    For every certificate rolled back (`plan`) and every one whose bundle this
+    run wrote (`known_bundles[NAME].changed`) and that has a previous bundle:
+    the store then holds what the instances serve, the previous bundle stays
+    the last one that passed, and a rerun with the same bad source builds it
+    again, so it ends the same way.
     """
-    names = sorted({name for group in plan for name in group["names"]})
+    names = {name for group in plan for name in group["names"]}
+    names.update(item["name"] for item in selected or []
+                 if item["state"] == "present" and ((known_bundles or {}).get(item["name"]) or {}).get("changed"))
     return [{"certificate": previous_bundle_path(bundle_dir, name), "dest": bundle_path(bundle_dir, name)}
-            for name in names]
+            for name in sorted(names) if os.path.isfile(previous_bundle_path(bundle_dir, name))]
 
 
 def merge_persisted(earlier: t.Mapping[str, dict], later: t.Mapping[str, dict]) -> dict[str, dict]:

@@ -196,8 +196,17 @@ def test_persisted_files_put_back_only_where_this_run_wrote():
     back = role.rollback_persist_plan(entries, persisted, plan, "/store")
     assert [(entry["host"], entry["path"], entry["src"]) for entry in back] == [
         ("h1", "/etc/haproxy/certs/www.pem", "/store/www.previous.pem")]
-    assert role.restore_store_entries(plan, "/store") == [
-        {"certificate": "/store/www.previous.pem", "dest": "/store/www.pem"}]
+
+
+def test_the_store_gets_back_what_was_rolled_back_or_built_this_run(tmp_path):
+    for name in ("www", "api"):
+        (tmp_path / (name + ".previous.pem")).write_text("x")
+    store = str(tmp_path)
+    assert role.restore_store_entries([{"names": ["www"]}], store) == [
+        {"certificate": store + "/www.previous.pem", "dest": store + "/www.pem"}]
+    # The canary could not be reached: nothing rolled back, but the bundle built this run is not current.
+    assert role.restore_store_entries([], store, _selected(), {"api": {"changed": True}, "www": {"changed": False}}) == [
+        {"certificate": store + "/api.previous.pem", "dest": store + "/api.pem"}]
 
 
 def test_persist_plan_follows_the_wave_hosts():
