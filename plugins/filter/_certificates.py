@@ -48,7 +48,8 @@ DECISIONS = frozenset((
     "challenge_records", "rfc2136_hint", "bundle_entries", "bundle_read_entries", "bundles",
     "bundle_failure", "persist_hosts", "instances", "push_endpoints", "push_certificates", "push_outcome",
     "persist_plan", "persisted", "persisted_on_play_hosts", "handshake_targets", "verify_outcome", "report", "report_lines", "status_rows",
-    "status_lines",
+    "status_lines", "keep_previous_entries", "rollout_plan", "rollout_plan_lines", "wave_instances", "wave_verdict", "rollback_plan",
+    "rolled_back", "rollback_persist_plan", "restore_store_entries", "merge_persisted",
 ))
 
 

@@ -44,6 +44,7 @@ BOOLEAN_VARIABLES = (
     "certificates_preflight",
     "certificates_abort_pending",
     "certificates_allow_no_instances",
+    "certificates_rollback",
 )
 # name -> smallest value allowed
 INTEGER_VARIABLES = {
@@ -63,6 +64,9 @@ INTEGER_VARIABLES = {
     "certificates_verify_timeout": 1,
     "certificates_verify_concurrency": 1,
     "certificates_status_fail_days": 0,
+    "certificates_rollout_canary": 0,
+    "certificates_rollout_wave_size": 0,
+    "certificates_rollout_pause": 0,
 }
 # community.general.nsupdate's default for its timeout option.
 NSUPDATE_DEFAULT_TIMEOUT = 10
@@ -423,6 +427,7 @@ def _host_settings(host_vars: t.Mapping[str, t.Any], host: str) -> dict[str, t.A
         "crt_list": host_vars.get("certificates_host_crt_list") or "",
         "runtime_port": host_vars.get("certificates_host_runtime_port"),
         "verify_port": host_vars.get("certificates_host_verify_port"),
+        "canary": to_bool(host_vars.get("certificates_host_canary", False), f"certificates_host_canary of {host}"),
     }
 
 
@@ -474,6 +479,8 @@ def instances(endpoints: list, addresses: list, hosts: t.Mapping[str, dict], run
                                   f"the verify port of instance {name}", 1),
             "cert_dir": spec.get("cert_dir") or host_settings.get("cert_dir") or "",
             "crt_list": spec.get("crt_list") or host_settings.get("crt_list") or "",
+            "canary": to_bool(spec.get("canary", host_settings.get("canary", False)),
+                              f"the canary flag of instance {name}"),
         }
     return found
 
@@ -552,17 +559,22 @@ def push_outcome(found: t.Mapping[str, dict], selected: list[dict], result: dict
 
 
 def persist_plan(hosts: t.Mapping[str, dict], selected: list[dict], bundle_dir: str,
-                 play_hosts: t.Iterable[str] = (), this_host: str = "") -> list[dict]:
+                 play_hosts: t.Iterable[str] = (), this_host: str = "",
+                 only_hosts: t.Iterable[str] | None = None) -> list[dict]:
     """One entry per host and certificate: the file to write (or remove) and its crt-list line.
 
     In a play on the controller the plan covers every HAProxy host. In a play
     over the HAProxy hosts (some play host is one of them) each play host
-    writes only its own files, so no file is written twice.
+    writes only its own files, so no file is written twice. `only_hosts`
+    (a rollout wave's hosts) limits the plan to those hosts.
     """
     over_hosts = any(host in hosts for host in play_hosts)
+    only = None if only_hosts is None else set(only_hosts)
     plan = []
     for host, host_settings in hosts.items():
         if over_hosts and host != this_host:
+            continue
+        if only is not None and host not in only:
             continue
         for item in selected:
             path = instance_path(item, host_settings["cert_dir"])
@@ -641,14 +653,199 @@ def verify_outcome(targets: list[dict], served: list[dict], known_bundles: t.Map
         expected = known_bundles.get(cert) or {}
         check = {"servername": target["servername"], "serial": entry.get("serial") or "",
                  "fingerprint": entry.get("fingerprint") or "", "not_after": entry.get("not_after") or "",
-                 "days_left": entry.get("days_left"), "ok": entry.get("matches") is True, "msg": ""}
+                 "days_left": entry.get("days_left"), "verified": entry.get("verified"),
+                 "ok": entry.get("matches") is True and entry.get("verified") is not False, "msg": ""}
         if not check["fingerprint"]:
             check["msg"] = (f"no TLS handshake with {target['address']}:{target['port']}: "
                             f"{entry.get('error') or 'failed'}")
-        elif not check["ok"]:
+        elif entry.get("matches") is not True:
             check["msg"] = f"serves serial {check['serial']}, the bundle holds serial {expected.get('serial') or '?'}"
+        elif check["verified"] is False:
+            check["msg"] = (f"serves serial {check['serial']}, which does not validate against certificates_verify_ca_file "
+                            f"for {target['servername'] or target['address']}: {entry.get('error') or 'not trusted'}")
         outcome.setdefault(instance, {})[cert] = check
     return outcome
+
+
+# --- rollout and rollback ------------------------------------------------------------------------------------
+
+
+def previous_bundle_path(bundle_dir: str, name: str) -> str:
+    """Where the store keeps the bundle a certificate had before the current one."""
+    return posixpath.join(bundle_dir, name + ".previous.pem")
+
+
+def keep_previous_entries(selected: list[dict], bundle_dir: str) -> list[dict]:
+    """haproxy_cert_bundle entries that copy (and validate) every present certificate's bundle to NAME.previous.pem.
+
+    Only bundles that exist: a certificate new to the store has no previous one.
+    """
+    return [{"certificate": bundle_path(bundle_dir, item["name"]), "dest": previous_bundle_path(bundle_dir, item["name"])}
+            for item in selected
+            if item["state"] == "present" and os.path.isfile(bundle_path(bundle_dir, item["name"]))]
+
+
+def rollout_plan(found: t.Mapping[str, dict], canary: int, wave_size: int,
+                 hosts: t.Mapping[str, dict] | None = None) -> list[dict]:
+    """The waves of a push: the canary first, then waves of `wave_size` (0: all the rest).
+
+    The canary is the instances flagged `canary` (certificates_host_canary, or
+    `canary` in a certificates_endpoints entry); with none flagged, the first
+    `canary` instances by name (a stable order). `canary` 0 means one wave
+    with every instance. Each wave names the HAProxy hosts whose files follow
+    it: the hosts of its instances; hosts without any running instance follow
+    the last wave.
+    """
+    names = sorted(found)
+    if not names:
+        # No running instance (certificates_allow_no_instances): the files are still written.
+        return [{"index": 0, "kind": "all", "instances": [], "hosts": list(hosts or {})}]
+    if canary <= 0:
+        groups = [("all", names)]
+    else:
+        flagged = [name for name in names if found[name].get("canary")]
+        first = flagged or names[:canary]
+        rest = [name for name in names if name not in first]
+        size = wave_size if wave_size > 0 else max(len(rest), 1)
+        groups = [("canary", first)] + [("wave", rest[start:start + size]) for start in range(0, len(rest), size)]
+    waves = []
+    placed: set[str] = set()
+    for index, (kind, members) in enumerate(groups):
+        wave_hosts = []
+        for name in members:
+            host = found[name].get("host") or ""
+            if host and host not in placed:
+                placed.add(host)
+                wave_hosts.append(host)
+        waves.append({"index": index, "kind": kind, "instances": members, "hosts": wave_hosts})
+    waves[-1]["hosts"].extend(host for host in (hosts or {}) if host not in placed)
+    return waves
+
+
+def wave_instances(found: t.Mapping[str, dict], names: t.Iterable[str]) -> dict[str, dict]:
+    """The instances of one wave, keyed by name, in the order of `found`."""
+    names = set(names)
+    return {name: instance for name, instance in found.items() if name in names}
+
+
+def rollout_plan_lines(waves: list[dict]) -> list[str]:
+    """The plan as lines (check mode shows it)."""
+    lines = []
+    for wave in waves:
+        label = "canary" if wave["kind"] == "canary" else "all at once" if wave["kind"] == "all" else f"wave {wave['index']}"
+        lines.append(f"{label}: {', '.join(wave['instances'])}"
+                     + (f" (files on {', '.join(wave['hosts'])})" if wave["hosts"] else ""))
+    return lines
+
+
+def wave_verdict(wave: dict, pushed: t.Mapping[str, dict], verified: t.Mapping[str, dict]) -> dict[str, t.Any]:
+    """Whether a wave passed: `stop` (go no further), `rollback` (a check failed), and why.
+
+    A check fails when an instance presented a leaf that is not the bundle's
+    or that does not validate against certificates_verify_ca_file. An instance
+    that cannot be reached fails alone; but when every canary instance failed
+    its push, nothing else is pushed.
+    """
+    problems = []
+    for name in wave["instances"]:
+        for cert, check in sorted((verified.get(name) or {}).items()):
+            if check.get("fingerprint") and not check.get("ok"):
+                problems.append(f"certificate {cert} on instance {name}: {check.get('msg')}")
+    if problems:
+        return {"stop": True, "rollback": True, "msg": "The check failed: " + "; ".join(problems) + "."}
+    if wave["kind"] == "canary" and wave["instances"] and all(
+            (pushed.get(name) or {}).get("failed", True) for name in wave["instances"]):
+        return {"stop": True, "rollback": False,
+                "msg": (f"The canary ({', '.join(wave['instances'])}) could not be pushed to: nothing else was pushed. "
+                        + " ".join(f"{name}: {(pushed.get(name) or {}).get('msg') or 'failed'}."
+                                   for name in wave["instances"]))}
+    return {"stop": False, "rollback": False, "msg": ""}
+
+
+def rollback_plan(pushed: t.Mapping[str, dict], selected: list[dict], bundle_dir: str,
+                  found: t.Mapping[str, dict]) -> list[dict]:
+    """The haproxy_ssl_cert calls that put the previous bundles back where this run changed a certificate.
+
+    One entry per set of certificates (usually one): `instances`, their
+    `endpoints` and the `certificates` to push from NAME.previous.pem.
+    Certificates without a previous bundle (new to the store) are named in
+    `missing` and left as they are.
+    """
+    items = {item["name"]: item for item in selected if item["state"] == "present"}
+    groups: dict[tuple[str, ...], list[str]] = {}
+    missing: set[str] = set()
+    for name in sorted(pushed):
+        changed = tuple(sorted(cert for cert, outcome in (pushed[name].get("certificates") or {}).items()
+                               if cert in items and outcome.get("action") not in ("unchanged", "")))
+        have = tuple(cert for cert in changed if os.path.isfile(previous_bundle_path(bundle_dir, cert)))
+        missing.update(set(changed) - set(have))
+        if have:
+            groups.setdefault(have, []).append(name)
+    plan = []
+    for certs, names in groups.items():
+        certificates = []
+        for cert in certs:
+            item = items[cert]
+            entry: dict[str, t.Any] = {"path": item["haproxy_path"], "state": "present",
+                                       "src": previous_bundle_path(bundle_dir, cert)}
+            entry.update((key, item[key]) for key in ("crt_list", "crt_list_options", "sni_filters") if item[key])
+            certificates.append(entry)
+        plan.append({"instances": names, "certificates": certificates, "names": list(certs),
+                     "endpoints": push_endpoints({name: found[name] for name in names})})
+    return [dict(entry, missing=sorted(missing)) for entry in plan] or (
+        [{"instances": [], "certificates": [], "names": [], "endpoints": [], "missing": sorted(missing)}] if missing else [])
+
+
+def rolled_back(plan: list[dict], results: list[dict]) -> dict[str, dict]:
+    """Per instance: the certificates put back (`names`) or why not (`msg`), from the rollback calls' results."""
+    outcome: dict[str, dict] = {}
+    for index, group in enumerate(plan):
+        result = results[index] if index < len(results) else {}
+        by_endpoint = {entry.get("endpoint"): entry for entry in (result.get("instances") or [])}
+        for name, endpoint in zip(group["instances"], group["endpoints"]):
+            entry = by_endpoint.get(endpoint["endpoint"])
+            failed = bool(entry.get("failed")) if entry else True
+            message = ((entry.get("msg") if entry else result.get("msg")) or "failed") if failed else ""
+            outcome[name] = {"names": group["names"], "failed": failed, "msg": message}
+    return outcome
+
+
+def rollback_persist_plan(persist_plan_entries: list[dict], persisted_hosts: t.Mapping[str, dict],
+                          plan: list[dict], bundle_dir: str) -> list[dict]:
+    """The files to put back on the HAProxy hosts this run wrote to: NAME.previous.pem where NAME.pem went."""
+    names = {name for group in plan for name in group["names"]}
+    return [dict(entry, src=previous_bundle_path(bundle_dir, entry["name"]))
+            for entry in persist_plan_entries
+            if entry["state"] == "present" and entry["name"] in names
+            and entry["path"] in ((persisted_hosts.get(entry["host"]) or {}).get("changed") or [])]
+
+
+def restore_store_entries(plan: list[dict], bundle_dir: str, selected: list[dict] | None = None,
+                          known_bundles: t.Mapping[str, dict] | None = None) -> list[dict]:
+    """haproxy_cert_bundle entries that put NAME.previous.pem back as the store's NAME.pem when a rollout stopped.
+
+    For every certificate rolled back (`plan`) and every one whose bundle this
+    run wrote (`known_bundles[NAME].changed`) and that has a previous bundle:
+    the store then holds what the instances serve, the previous bundle stays
+    the last one that passed, and a rerun with the same bad source builds it
+    again, so it ends the same way.
+    """
+    names = {name for group in plan for name in group["names"]}
+    names.update(item["name"] for item in selected or []
+                 if item["state"] == "present" and ((known_bundles or {}).get(item["name"]) or {}).get("changed"))
+    return [{"certificate": previous_bundle_path(bundle_dir, name), "dest": bundle_path(bundle_dir, name)}
+            for name in sorted(names) if os.path.isfile(previous_bundle_path(bundle_dir, name))]
+
+
+def merge_persisted(earlier: t.Mapping[str, dict], later: t.Mapping[str, dict]) -> dict[str, dict]:
+    """What the persist step wrote, over several waves (each host's changed and failed lists joined)."""
+    merged = {host: {"changed": list(entry["changed"]), "failed": list(entry["failed"])}
+              for host, entry in (earlier or {}).items()}
+    for host, entry in (later or {}).items():
+        target = merged.setdefault(host, {"changed": [], "failed": []})
+        target["changed"].extend(path for path in entry["changed"] if path not in target["changed"])
+        target["failed"].extend(entry["failed"])
+    return merged
 
 
 def no_instances_note(looked_up: str) -> str:
@@ -659,22 +856,30 @@ def no_instances_note(looked_up: str) -> str:
 
 def report(found: t.Mapping[str, dict], selected: list[dict], pushed: t.Mapping[str, dict],
            verified: t.Mapping[str, dict], persisted_hosts: t.Mapping[str, dict],
-           looked_up: str = "") -> dict[str, t.Any]:
+           looked_up: str = "", rollout: t.Mapping[str, t.Any] | None = None) -> dict[str, t.Any]:
     """The run's outcome: one row per instance (with one per certificate), the hosts that failed, and `failed`.
 
     `looked_up` names where this run looked for instances ("" when it did not):
-    with no instance found there, `note` says so.
+    with no instance found there, `note` says so. `rollout` (`msg`: why the
+    rollout stopped, `rolled_back`: per instance what was put back) marks
+    the rows of instances that got their previous certificate back.
     """
+    rollout = rollout or {}
+    back = rollout.get("rolled_back") or {}
     rows = []
     for name, instance in found.items():
         push = pushed.get(name)
+        undone = back.get(name)
         checks = verified.get(name) or {}
         certificates = []
         for item in selected:
             pushed_cert = ((push or {}).get("certificates") or {}).get(item["name"]) or {}
             check = checks.get(item["name"]) or {}
+            action = pushed_cert.get("action", "")
+            if undone and item["name"] in undone["names"]:
+                action = "rollback failed" if undone["failed"] else "rolled back"
             certificates.append({
-                "name": item["name"], "action": pushed_cert.get("action", ""),
+                "name": item["name"], "action": action,
                 "serial_before": pushed_cert.get("serial_before", ""),
                 "serial_after": pushed_cert.get("serial_after", ""),
                 "served_serial": check.get("serial", ""), "served_ok": check.get("ok"),
@@ -682,19 +887,32 @@ def report(found: t.Mapping[str, dict], selected: list[dict], pushed: t.Mapping[
             })
         problems = ([push["msg"]] if push and push["failed"] else []) + [
             cert["problem"] for cert in certificates if cert["problem"]]
+        state = ("failed" if push["failed"] else "changed" if push["changed"] else "unchanged") if push else "not run"
+        if undone:
+            state = "rolled back" if not undone["failed"] else "rollback failed"
+            if undone["failed"]:
+                problems.append("the previous certificate could not be put back: " + undone["msg"])
         rows.append({
             "name": name, "endpoint": instance["endpoint"],
-            "push": ("failed" if push["failed"] else "changed" if push["changed"] else "unchanged") if push else "not run",
+            "push": state,
             "verify": ("failed" if any(not check.get("ok") for check in checks.values()) else "ok") if checks else "not run",
             "failed": bool(problems), "problems": problems, "certificates": certificates,
         })
     failed_hosts = [{"host": host, "problems": entry["failed"]}
                     for host, entry in persisted_hosts.items() if entry["failed"]]
-    failed = any(row["failed"] for row in rows) or bool(failed_hosts)
-    summary = ""
-    if failed:
+    failed = any(row["failed"] for row in rows) or bool(failed_hosts) or bool(rollout.get("msg"))
+    summary = rollout.get("msg") or ""
+    if back:
+        summary += " Rolled back: " + ", ".join(
+            f"{name} ({', '.join(entry['names'])}{'' if not entry['failed'] else ', FAILED'})"
+            for name, entry in sorted(back.items())) + "."
+    if rollout.get("missing"):
+        summary += (" No previous bundle of " + ", ".join(rollout["missing"])
+                    + " (new to the store): left as pushed.")
+    if any(row["failed"] for row in rows) or failed_hosts:
+        summary += " " if summary else ""
         names = [row["name"] for row in rows if row["failed"]]
-        summary = f"{len(names)} of {len(rows)} instances failed ({', '.join(names)})"
+        summary += f"{len(names)} of {len(rows)} instances failed ({', '.join(names)})"
         if failed_hosts:
             summary += ", and HAProxy hosts " + ", ".join(entry["host"] for entry in failed_hosts) + " could not get the files"
         summary += ": " + " ".join(f"{row['name']}: {'; '.join(row['problems'])}." for row in rows if row["failed"])

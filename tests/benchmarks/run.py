@@ -34,7 +34,7 @@ import traceback
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 # pylint: disable-next=wrong-import-position
-from ingress_bench import b1_bulk, b2_one_of_many, b3_under_load, b4_fanout  # noqa: E402
+from ingress_bench import b1_bulk, b2_one_of_many, b3_under_load, b4_fanout, b5_rollout  # noqa: E402
 # pylint: disable-next=wrong-import-position
 from ingress_bench.context import Context  # noqa: E402
 # pylint: disable-next=wrong-import-position
@@ -47,6 +47,7 @@ BENCHMARKS = {
     'B2': b2_one_of_many.run,
     'B3': b3_under_load.run,
     'B4': b4_fanout.run,
+    'B5': b5_rollout.run,
 }
 
 

@@ -210,7 +210,7 @@ def test_instances_from_the_service_take_their_host_settings():
     assert list(found) == ["h1", "h2", "[::1]:9999"]
     assert found["h1"] == {"name": "h1", "endpoint": "127.0.0.11:9999", "process": "", "host": "h1",
                            "verify_host": "127.0.0.11", "verify_port": 8443, "cert_dir": "/srv/h1",
-                           "crt_list": "/srv/h1/list.txt"}
+                           "crt_list": "/srv/h1/list.txt", "canary": False}
     assert found["h2"]["endpoint"] == "127.0.0.12:9998" and found["h2"]["verify_port"] == 443
     assert found["[::1]:9999"]["verify_host"] == "::1"
 
