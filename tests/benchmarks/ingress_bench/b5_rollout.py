@@ -7,12 +7,32 @@
 from __future__ import annotations
 
 from .ansible_run import PlaybookRunner, task_durations
-from .b4_fanout import _check_report
 from .context import Context, loaded_certificates
 from .report import Section, Target, ratio, seconds
 from .stats import Series
 
 MODES = (('all at once', 0), ('canary 1, then the rest', 1))
+REPORT_TASK = 'Report | Put together the outcome on every instance'
+
+
+class BenchmarkError(Exception):
+    """The role's report says something other than: every instance pushed and verified."""
+
+
+def _check_report(document: dict, count: int) -> None:
+    """The role's own report (fact ``certificates_report``) must show every instance changed and verified."""
+    report = None
+    for play in document.get('plays', []):
+        for task in play.get('tasks', []):
+            if task.get('task', {}).get('name', '').endswith(REPORT_TASK):
+                report = task.get('hosts', {}).get('localhost', {}).get('ansible_facts', {}).get('certificates_report')
+    if report is None:
+        raise BenchmarkError(f'no task {REPORT_TASK!r} setting certificates_report in the playbook output')
+    instances = report.get('instances', [])
+    wrong = [instance for instance in instances
+             if instance.get('failed') or instance.get('push') != 'changed' or instance.get('verify') != 'ok']
+    if report.get('failed') or len(instances) != count or wrong:
+        raise BenchmarkError(f'expected {count} instances pushed and verified, report says: {report}')
 
 
 def run(context: Context) -> Section:
