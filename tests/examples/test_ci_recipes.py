@@ -37,11 +37,8 @@ BIN = os.path.dirname(sys.executable)
 SECRETS = ("TSIG_SECRET", "STORE_VAULT_PASSWORD", "STORE_DEPLOY_KEY", "HAPROXY_SSH_KEY")
 PLAYBOOKS = {"renew": "ansible-playbook -i inventory ingress.haproxy.site",
              "status": "ansible-playbook -i inventory ingress.haproxy.status"}
-# Declared by the role once the store is wired into it (issue 16); until then the
-# inventory may set them on top of meta/argument_specs.yml.
 # The CI/CD variables the GitLab recipe asks for in the project's settings.
 GITLAB_PROJECT_VARIABLES = set(SECRETS) | {"STORE_SSH_KNOWN_HOSTS"}
-STORE_VARIABLES = {"certificates_store_git_repo", "certificates_store_git_branch", "certificates_store_vault_password_file"}
 
 
 def load(path: str) -> dict:
@@ -185,7 +182,7 @@ def test_gitlab_secrets_are_file_or_masked_variables_never_printed():
 
 def test_inventory_holds_no_secret_and_sets_only_declared_variables():
     specs = load(os.path.join(ROOT, "roles", "certificates", "meta", "argument_specs.yml"))["argument_specs"]
-    declared = {name for spec in specs.values() for name in spec.get("options", {})} | STORE_VARIABLES
+    declared = {name for spec in specs.values() for name in spec.get("options", {})}
     values = settings()
     assert not sorted(set(values) - declared)
     assert values["certificates_rfc2136_key_secret"] == "{{ lookup('ansible.builtin.env', 'TSIG_SECRET') }}"
