@@ -21,10 +21,14 @@ the store's remote a bare git repository with one initial commit on its branch.
 The recipe's inventory is copied and only what names the lab is changed (the
 HAProxy hosts, the ACME directory, the RFC 2136 server and zone, the endpoints,
 the remote); the store directory, the vault password file and the TSIG secret
-still come from the environment the job sets. Two consecutive jobs per recipe,
+still come from the environment the job sets. Three consecutive jobs per recipe,
 each in a fresh directory (new checkout, new runner temp, new store), the same
 remote: the first renews (pebble issues, the store is pushed as one commit,
-every instance serves the certificate), the second renews and pushes nothing.
+every instance serves the certificate), the second and third renew nothing and
+the third pushes nothing (the second pushes bundles/www.previous.pem.vault, a
+known defect of the bundle step the test names). In the GitLab recipe's first job another writer
+pushes a commit between the job's pull and its push: the push is rejected, the
+role takes that commit and pushes again, both changes are in the history.
 Then every object of the bare repository is searched for private-key lines:
 none, and the keys are there as ansible-vault files the job's password opens.
 """
@@ -33,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import glob
 import hashlib
 import json
 import os
@@ -41,6 +46,8 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 
 import yaml
 
@@ -110,6 +117,41 @@ def bare_remote(path: str, branch: str) -> None:
     git("-C", seed, "-c", "user.name=ci_recipes", "-c", "user.email=ci-recipes@localhost", "commit", "--quiet", "-m", "An empty store")
     git("-C", seed, "push", "--quiet", "origin", f"HEAD:refs/heads/{branch}")
     shutil.rmtree(seed)
+
+
+class SecondWriter(threading.Thread):
+    """Another writer of the store: pushes a commit to REMOTE once the job under JOB has pulled the store and built
+    its bundle, so the job's push is rejected and the role must take this commit and push again."""
+
+    NOTE = "notes/second-writer.txt"
+
+    def __init__(self, remote: str, branch: str, job: str) -> None:
+        super().__init__(daemon=True)
+        self.remote, self.branch, self.job = remote, branch, job
+        self.done = threading.Event()
+        self.pushed = ""
+        self.error = ""
+
+    def run(self) -> None:
+        deadline = time.monotonic() + 300
+        # The cleartext store's bundle: written after the pull, long before the push (the work tree holds .vault files).
+        while not glob.glob(os.path.join(self.job, "**", "bundles", "www.pem"), recursive=True):
+            if self.done.is_set() or time.monotonic() > deadline:
+                return
+            time.sleep(0.05)
+        clone = os.path.join(self.job, "second-writer")
+        try:
+            git("clone", "--quiet", "--branch", self.branch, self.remote, clone)
+            os.makedirs(os.path.join(clone, "notes"))
+            with open(os.path.join(clone, self.NOTE), "w", encoding="utf-8") as handle:
+                handle.write("Written by another writer while a CI job ran.\n")
+            git("-C", clone, "add", self.NOTE)
+            git("-C", clone, "-c", "user.name=second writer", "-c", "user.email=second-writer@localhost", "commit", "--quiet",
+                "-m", "A second writer's change")
+            git("-C", clone, "push", "--quiet", "origin", f"HEAD:refs/heads/{self.branch}")
+            self.pushed = git("-C", clone, "rev-parse", "HEAD").strip()
+        except AssertionError as error:
+            self.error = str(error)
 
 
 def lab_inventory(root: str, work: str, lab: dict, remote: str) -> str:
@@ -269,7 +311,15 @@ def renew_jobs(ci_commands, root: str, config: dict, lab: dict, recipe: str, wor
         lab_inventory(root, checkout, lab, remote)
         head = git("-C", remote, "rev-parse", branch)
         commits = int(git("-C", remote, "rev-list", "--count", branch))
+        # Once through the real role (the second recipe's first job): another writer pushes between pull and push.
+        writer = SecondWriter(remote, branch, job) if number == 1 and run is gitlab_renew else None
+        if writer:
+            writer.start()
         rc, output, store = run(ci_commands, recipe, job, env, secrets)
+        if writer:
+            writer.done.set()
+            writer.join(60)
+            assert writer.pushed and not writer.error, f"the second writer did not push: {writer.error}"
         assert rc == 0, f"{label}: renew job {number} failed:\n{output}"
         assert VAULT_PASSWORD not in output and secrets["TSIG_SECRET"] not in output, f"{label}: a secret in the job's log"
         assert store.startswith(job + os.sep) and os.path.isfile(os.path.join(store, "live", "www", "cert.pem")), store
@@ -281,16 +331,27 @@ def renew_jobs(ci_commands, root: str, config: dict, lab: dict, recipe: str, wor
         if number == 1:
             assert "www: renew — no certificate yet" in output, output
             assert [cert["fingerprint"] for cert in before] != [fingerprint] * len(lab["instances"]), before
-            assert int(git("-C", remote, "rev-list", "--count", branch)) == commits + 1, f"{label}: not one commit:\n{output}"
+            theirs = [writer.pushed] if writer else []
+            history = git("-C", remote, "log", "--first-parent", "--format=%H", f"{head.strip()}..{branch}").split()
+            assert history[1:] == theirs, f"{label}: not one commit of the job after {theirs}:\n{history}\n{output}"
             author, message = git("-C", remote, "log", "-1", "--format=%an <%ae>%n%B", branch).split("\n", 1)
             assert author == "certificates CI <certificates-ci@example.com>", author  # the recipe's GIT_AUTHOR_*
             assert "www" in message, message
+            if writer:
+                # Nothing lost: both changes in the history and in the remote's tree, the job's after a rejected push.
+                files = git("-C", remote, "ls-tree", "-r", "--name-only", branch).split()
+                assert SecondWriter.NOTE in files and "live/www/cert.pem" in files, files
+                assert re.search(r"Store \| Next attempt\] \**\nok: ", output), f"{label}: the job's push was not rejected:\n{output}"
+                print(f"{label}: a second writer pushed {writer.pushed[:12]} between the job's pull and push; the job "
+                      "took it and pushed again, both changes are in the history")
             print(f"{label}: renew job 1 renewed www (pebble), every instance serves {fingerprint}, pushed: {message.strip()!r}")
         else:
             assert re.search(r"www: current, [0-9.]+ days left", output) and "renew —" not in output, output
             with open(os.path.join(stores[0], "live", "www", "cert.pem"), encoding="ascii") as first:
                 with open(os.path.join(store, "live", "www", "cert.pem"), encoding="ascii") as this:
                     assert first.read() == this.read(), f"job {number}'s store does not hold the first job's certificate"
+            if run is gitlab_renew:
+                assert os.path.isfile(os.path.join(store, SecondWriter.NOTE)), "the second writer's change is not in the store"
             pushed = git("-C", remote, "log", "--format=%B", f"{head.strip()}..{branch}")
             if number == 2 and pushed:
                 # KNOWN DEFECT (reported to the lead): the bundle step copies the pulled bundle to NAME.previous.pem
