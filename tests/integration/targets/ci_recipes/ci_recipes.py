@@ -74,8 +74,10 @@ def status_job(ci_commands, root: str, recipe: str, work: str) -> None:
                STORE_VAULT_PASSWORD_FILE=password, ANSIBLE_NOCOLOR="1")
     env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
     assert set(env) >= {name for name in step["env"] if name != "GIT_SSH_COMMAND"}, "the recipe's step sets variables this run does not"
+    started = time.monotonic()
     result = subprocess.run(["bash", "-euo", "pipefail", "-c", step["run"]], cwd=work, env=env, capture_output=True,
                             text=True, check=False, timeout=600)
+    print(f"{os.path.basename(recipe)}: status job took {time.monotonic() - started:.0f} s")
     output = result.stdout + result.stderr
     label = os.path.basename(recipe)
     assert result.returncode != 0, f"{label}: the status job passed with unreachable instances:\n{output}"
@@ -315,7 +317,9 @@ def renew_jobs(ci_commands, root: str, config: dict, lab: dict, recipe: str, wor
         writer = SecondWriter(remote, branch, job) if number == 1 and run is gitlab_renew else None
         if writer:
             writer.start()
+        started = time.monotonic()
         rc, output, store = run(ci_commands, recipe, job, env, secrets)
+        print(f"{label}: renew job {number} took {time.monotonic() - started:.0f} s")
         if writer:
             writer.done.set()
             writer.join(60)
@@ -398,7 +402,9 @@ def main() -> int:
     for name in ("github-actions.yml", "gitlab-ci.yml"):
         with tempfile.TemporaryDirectory(prefix="ci_recipes.") as work:
             status_job(ci_commands, root, os.path.join(root, "examples", "ci", name), work)
+    started = time.monotonic()
     lab = start_lab(config)
+    print(f"the lab started in {time.monotonic() - started:.0f} s")
     try:
         for name in ("github-actions.yml", "gitlab-ci.yml"):
             with tempfile.TemporaryDirectory(prefix="ci_recipes.") as work:
