@@ -19,6 +19,7 @@ the modules (module_utils), so the role and the modules never disagree.
 
 from __future__ import annotations
 
+import base64
 import datetime
 import os
 import posixpath
@@ -675,14 +676,49 @@ def previous_bundle_path(bundle_dir: str, name: str) -> str:
     return posixpath.join(bundle_dir, name + ".previous.pem")
 
 
-def keep_previous_entries(selected: list[dict], bundle_dir: str) -> list[dict]:
-    """haproxy_cert_bundle entries that copy (and validate) every present certificate's bundle to NAME.previous.pem.
+def keep_previous_entries(selected: list[dict], bundle_dir: str, entries: list[dict] | None = None) -> list[dict]:
+    """haproxy_cert_bundle entries that copy (and validate) a certificate's bundle to NAME.previous.pem.
 
-    Only bundles that exist: a certificate new to the store has no previous one.
+    Only bundles that exist (a certificate new to the store has no previous one),
+    and, given this run's `bundle_entries`, only where the source holds another
+    leaf than the bundle: NAME.previous.pem is the bundle before the last change,
+    so a rerun (or a CI job that pulled the store) leaves it alone.
     """
-    return [{"certificate": bundle_path(bundle_dir, item["name"]), "dest": previous_bundle_path(bundle_dir, item["name"])}
-            for item in selected
-            if item["state"] == "present" and os.path.isfile(bundle_path(bundle_dir, item["name"]))]
+    sources = {entry["dest"]: entry for entry in entries or []}
+    keep = []
+    for item in selected:
+        current = bundle_path(bundle_dir, item["name"])
+        if item["state"] != "present" or not os.path.isfile(current):
+            continue
+        source = sources.get(current)
+        if source is not None:
+            leaf = _first_certificate(_source_leaf_file(source))
+            if leaf is not None and leaf == _first_certificate(current):
+                continue
+        keep.append({"certificate": current, "dest": previous_bundle_path(bundle_dir, item["name"])})
+    return keep
+
+
+_PEM_CERTIFICATE = re.compile(r"-----BEGIN CERTIFICATE-----\s*(.*?)\s*-----END CERTIFICATE-----", re.S)
+
+
+def _source_leaf_file(entry: dict) -> str:
+    """The file whose first certificate is the leaf a haproxy_cert_bundle entry builds from."""
+    if entry.get("certificate") or entry.get("fullchain"):
+        return entry.get("certificate") or entry["fullchain"]
+    if entry.get("certbot_live"):
+        return posixpath.join(entry["certbot_live"], "cert.pem")
+    return posixpath.join(entry.get("tls_secret_dir", ""), "tls.crt")
+
+
+def _first_certificate(path: str) -> bytes | None:
+    """The DER of the first PEM certificate in `path`; None when it cannot be read or holds none."""
+    try:
+        with open(path, encoding="ascii", errors="replace") as handle:
+            match = _PEM_CERTIFICATE.search(handle.read())
+        return base64.b64decode("".join(match.group(1).split())) if match else None
+    except (OSError, ValueError):
+        return None
 
 
 def rollout_plan(found: t.Mapping[str, dict], canary: int, wave_size: int,

@@ -21,12 +21,11 @@ the store's remote a bare git repository with one initial commit on its branch.
 The recipe's inventory is copied and only what names the lab is changed (the
 HAProxy hosts, the ACME directory, the RFC 2136 server and zone, the endpoints,
 the remote); the store directory, the vault password file and the TSIG secret
-still come from the environment the job sets. Three consecutive jobs per recipe,
+still come from the environment the job sets. Two consecutive jobs per recipe,
 each in a fresh directory (new checkout, new runner temp, new store), the same
 remote: the first renews (pebble issues, the store is pushed as one commit,
-every instance serves the certificate), the second and third renew nothing and
-the third pushes nothing (the second pushes bundles/www.previous.pem.vault, a
-known defect of the bundle step the test names). In the GitLab recipe's first job another writer
+every instance serves the certificate), the second renews nothing and pushes
+nothing. In the GitLab recipe's first job another writer
 pushes a commit between the job's pull and its push: the push is rejected, the
 role takes that commit and pushes again, both changes are in the history.
 Then every object of the bare repository is searched for private-key lines:
@@ -306,7 +305,7 @@ def renew_jobs(ci_commands, root: str, config: dict, lab: dict, recipe: str, wor
     run = github_renew if ci_commands.recipe_kind(recipe) == "github" else gitlab_renew
     before = served(config, lab)
     stores = []
-    for number in (1, 2, 3):
+    for number in (1, 2):
         job = os.path.join(work, f"job-{number}")
         checkout = os.path.join(job, "workspace" if run is github_renew else "project")
         os.makedirs(checkout)
@@ -357,13 +356,6 @@ def renew_jobs(ci_commands, root: str, config: dict, lab: dict, recipe: str, wor
             if run is gitlab_renew:
                 assert os.path.isfile(os.path.join(store, SecondWriter.NOTE)), "the second writer's change is not in the store"
             pushed = git("-C", remote, "log", "--format=%B", f"{head.strip()}..{branch}")
-            if number == 2 and pushed:
-                # KNOWN DEFECT (reported to the lead): the bundle step copies the pulled bundle to NAME.previous.pem
-                # in every run that finds one, so the first run after an issuance commits that copy. Only that.
-                assert int(git("-C", remote, "rev-list", "--count", branch)) == commits + 1, pushed
-                assert pushed.strip().endswith("\n\nadd bundles/www.previous.pem.vault"), pushed
-                print(f"{label}: renew job 2 renewed nothing; KNOWN DEFECT: it pushed the previous bundle: {pushed.strip()!r}")
-                continue
             assert not pushed and git("-C", remote, "rev-parse", branch) == head, f"{label}: job {number} pushed:\n{output}"
             assert int(git("-C", remote, "rev-list", "--count", branch)) == commits
             print(f"{label}: renew job {number} in a fresh directory renewed nothing and pushed nothing ({commits} commits)")

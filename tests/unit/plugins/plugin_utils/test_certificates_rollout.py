@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+import base64
+
 import pytest
 
 from ansible_collections.ingress.haproxy.plugins.plugin_utils import _certificates_role as role
@@ -183,10 +185,37 @@ def test_rolled_back_reads_the_calls_per_endpoint():
         "h2": {"names": ["www"], "failed": True, "msg": "cannot connect"}}
 
 
+def _pem(der: bytes) -> str:
+    body = base64.encodebytes(der).decode("ascii")
+    return f"-----BEGIN CERTIFICATE-----\n{body}-----END CERTIFICATE-----\n"
+
+
 def test_keep_previous_only_for_bundles_that_exist(tmp_path):
     (tmp_path / "www.pem").write_text("x")
     assert role.keep_previous_entries(_selected(), str(tmp_path)) == [
         {"certificate": str(tmp_path / "www.pem"), "dest": str(tmp_path / "www.previous.pem")}]
+
+
+def test_keep_previous_only_when_the_source_holds_another_leaf(tmp_path):
+    """A rerun (or a fresh CI job that pulled the store) keeps NAME.previous.pem as it is.
+
+    Before the fix every run copied the current bundle over NAME.previous.pem, so the
+    first run after an issuance made the previous bundle the current one (and, with
+    the git store, committed that copy).
+    """
+    store, bundles = tmp_path / "store", tmp_path / "bundles"
+    (store / "live" / "www").mkdir(parents=True)
+    bundles.mkdir()
+    (bundles / "www.pem").write_text(_pem(b"leaf-1") + _pem(b"chain") + "-----BEGIN PRIVATE KEY-----\n")
+    (store / "live" / "www" / "fullchain.pem").write_text(_pem(b"leaf-1") + _pem(b"chain"))
+    entries = role.bundle_entries(_selected(), "acme", str(bundles), str(store), "/certbot", "/secrets")
+    assert role.keep_previous_entries(_selected(), str(bundles), entries) == []
+    (store / "live" / "www" / "fullchain.pem").write_text(_pem(b"leaf-2") + _pem(b"chain"))
+    assert role.keep_previous_entries(_selected(), str(bundles), entries) == [
+        {"certificate": str(bundles / "www.pem"), "dest": str(bundles / "www.previous.pem")}]
+    # A source that cannot be read: keep the current bundle (the bundle step reports the source).
+    (store / "live" / "www" / "fullchain.pem").unlink()
+    assert len(role.keep_previous_entries(_selected(), str(bundles), entries)) == 1
 
 
 def test_persisted_files_put_back_only_where_this_run_wrote():
