@@ -609,8 +609,10 @@ def trust_files(value: t.Any, kind: str, crl_ca_src: str = "", allow_expired: t.
                                   allow_expired=to_bool(allow_expired, "certificates_crl_allow_expired"),
                                   bufsize=to_int(bufsize, "certificates_runtime_bufsize", 1024))
     except IngressError as exc:
-        # The module_utils messages already end in "nothing was sent".
-        raise CertificatesRoleError(f"{exc} (on the controller; no instance was asked).") from None
+        # The module_utils messages already end in "nothing was sent"; name the role's variables, not the module's.
+        message = str(exc).replace("set allow_expired", "set certificates_crl_allow_expired").replace(
+            "any CA of the given CA file", "any CA of certificates_crl_ca_src")
+        raise CertificatesRoleError(f"{message} (on the controller; no instance was asked).") from None
     return entries
 
 
