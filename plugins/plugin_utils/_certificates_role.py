@@ -521,6 +521,22 @@ def push_certificates(selected: list[dict], bundle_dir: str) -> list[dict]:
     return certificates
 
 
+def _endpoint_results(result: t.Mapping[str, t.Any]) -> t.Callable[[str], tuple[dict, bool, str]]:
+    """Read a module's per-endpoint result (`instances`): endpoint -> (its entry, failed, msg).
+
+    An endpoint the result does not mention failed with the call as a whole
+    (a bad input: nothing was sent), with the call's message.
+    """
+    by_endpoint = {entry.get("endpoint"): entry for entry in (result.get("instances") or [])}
+
+    def lookup(endpoint: str) -> tuple[dict, bool, str]:
+        entry = by_endpoint.get(endpoint)
+        failed = bool(entry.get("failed")) if entry else True
+        message = ((entry.get("msg") if entry else result.get("msg")) or "failed") if failed else ""
+        return entry or {}, failed, message
+    return lookup
+
+
 def _summary_serial(summary: t.Any) -> str:
     return (summary or {}).get("serial") or ""
 
@@ -531,11 +547,10 @@ def push_outcome(found: t.Mapping[str, dict], selected: list[dict], result: dict
     The module answers per endpoint; an instance it does not mention failed
     with the call as a whole (a bad bundle or endpoint: nothing was sent).
     """
-    by_endpoint = {entry.get("endpoint"): entry for entry in (result.get("instances") or [])}
+    lookup = _endpoint_results(result)
     outcome = {}
     for name, instance in found.items():
-        entry = by_endpoint.get(instance["endpoint"])
-        failed = bool(entry.get("failed")) if entry else True
+        entry, failed, message = lookup(instance["endpoint"])
         certificates = {}
         if entry:
             by_path = {posixpath.basename(cert.get("path") or ""): cert for cert in entry.get("certificates") or []}
@@ -549,7 +564,6 @@ def push_outcome(found: t.Mapping[str, dict], selected: list[dict], result: dict
                     "serial_before": _summary_serial(cert.get("before")),
                     "serial_after": _summary_serial(cert.get("after")),
                 }
-        message = ((entry.get("msg") if entry else result.get("msg")) or "failed") if failed else ""
         outcome[name] = {
             "endpoint": instance["endpoint"], "failed": failed, "msg": message,
             "changed": any(cert["action"] not in ("unchanged", "") for cert in certificates.values()),
@@ -635,16 +649,12 @@ def trust_outcome(found: t.Mapping[str, dict], results: t.Mapping[str, t.Any]) -
     for kind, result in (results or {}).items():
         if not result or result.get("skipped"):
             continue
-        by_endpoint = {entry.get("endpoint"): entry for entry in (result.get("instances") or [])}
+        lookup = _endpoint_results(result)
         for name, instance in found.items():
-            entry = by_endpoint.get(instance["endpoint"])
-            failed = bool(entry.get("failed")) if entry else True
-            changed = [item.get("path") for item in ((entry or {}).get("files") or []) if item.get("changed")]
-            outcome[name][kind] = {
-                "state": "failed" if failed else "changed" if changed else "unchanged",
-                "changed": changed,
-                "msg": ((entry.get("msg") if entry else result.get("msg")) or "failed") if failed else "",
-            }
+            entry, failed, message = lookup(instance["endpoint"])
+            changed = [item.get("path") for item in (entry.get("files") or []) if item.get("changed")]
+            outcome[name][kind] = {"state": "failed" if failed else "changed" if changed else "unchanged",
+                                   "changed": changed, "msg": message}
     return outcome
 
 
@@ -913,11 +923,9 @@ def rolled_back(plan: list[dict], results: list[dict]) -> dict[str, dict]:
     outcome: dict[str, dict] = {}
     for index, group in enumerate(plan):
         result = results[index] if index < len(results) else {}
-        by_endpoint = {entry.get("endpoint"): entry for entry in (result.get("instances") or [])}
+        lookup = _endpoint_results(result)
         for name, endpoint in zip(group["instances"], group["endpoints"]):
-            entry = by_endpoint.get(endpoint["endpoint"])
-            failed = bool(entry.get("failed")) if entry else True
-            message = ((entry.get("msg") if entry else result.get("msg")) or "failed") if failed else ""
+            _entry, failed, message = lookup(endpoint["endpoint"])
             outcome[name] = {"names": group["names"], "failed": failed, "msg": message}
     return outcome
 
