@@ -50,6 +50,7 @@ DECISIONS = frozenset((
     "persist_plan", "persisted", "persisted_on_play_hosts", "handshake_targets", "verify_outcome", "report", "report_lines", "status_rows",
     "status_lines", "keep_previous_entries", "rollout_plan", "rollout_plan_lines", "wave_instances", "wave_verdict", "rollback_plan",
     "rolled_back", "rollback_persist_plan", "restore_store_entries", "merge_persisted",
+    "trust_files", "trust_endpoints", "trust_outcome", "merge_trust",
 ))
 
 

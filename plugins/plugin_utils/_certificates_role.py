@@ -29,6 +29,8 @@ import typing as t
 from ansible.module_utils.parsing.convert_bool import BOOLEANS_FALSE, BOOLEANS_TRUE
 
 from ansible_collections.ingress.haproxy.plugins.module_utils import _runtime_api as api
+from ansible_collections.ingress.haproxy.plugins.module_utils import _ssl_ca_crl
+from ansible_collections.ingress.haproxy.plugins.module_utils._errors import IngressError
 from ansible_collections.ingress.haproxy.plugins.module_utils._ssl_cert_converge import Request
 
 
@@ -46,6 +48,7 @@ BOOLEAN_VARIABLES = (
     "certificates_abort_pending",
     "certificates_allow_no_instances",
     "certificates_rollback",
+    "certificates_crl_allow_expired",
 )
 # name -> smallest value allowed
 INTEGER_VARIABLES = {
@@ -519,6 +522,22 @@ def push_certificates(selected: list[dict], bundle_dir: str) -> list[dict]:
     return certificates
 
 
+def _endpoint_results(result: t.Mapping[str, t.Any]) -> t.Callable[[str], tuple[dict, bool, str]]:
+    """Read a module's per-endpoint result (`instances`): endpoint -> (its entry, failed, msg).
+
+    An endpoint the result does not mention failed with the call as a whole
+    (a bad input: nothing was sent), with the call's message.
+    """
+    by_endpoint = {entry.get("endpoint"): entry for entry in (result.get("instances") or [])}
+
+    def lookup(endpoint: str) -> tuple[dict, bool, str]:
+        entry = by_endpoint.get(endpoint)
+        failed = bool(entry.get("failed")) if entry else True
+        message = ((entry.get("msg") if entry else result.get("msg")) or "failed") if failed else ""
+        return entry or {}, failed, message
+    return lookup
+
+
 def _summary_serial(summary: t.Any) -> str:
     return (summary or {}).get("serial") or ""
 
@@ -529,11 +548,10 @@ def push_outcome(found: t.Mapping[str, dict], selected: list[dict], result: dict
     The module answers per endpoint; an instance it does not mention failed
     with the call as a whole (a bad bundle or endpoint: nothing was sent).
     """
-    by_endpoint = {entry.get("endpoint"): entry for entry in (result.get("instances") or [])}
+    lookup = _endpoint_results(result)
     outcome = {}
     for name, instance in found.items():
-        entry = by_endpoint.get(instance["endpoint"])
-        failed = bool(entry.get("failed")) if entry else True
+        entry, failed, message = lookup(instance["endpoint"])
         certificates = {}
         if entry:
             by_path = {posixpath.basename(cert.get("path") or ""): cert for cert in entry.get("certificates") or []}
@@ -547,13 +565,106 @@ def push_outcome(found: t.Mapping[str, dict], selected: list[dict], result: dict
                     "serial_before": _summary_serial(cert.get("before")),
                     "serial_after": _summary_serial(cert.get("after")),
                 }
-        message = ((entry.get("msg") if entry else result.get("msg")) or "failed") if failed else ""
         outcome[name] = {
             "endpoint": instance["endpoint"], "failed": failed, "msg": message,
             "changed": any(cert["action"] not in ("unchanged", "") for cert in certificates.values()),
             "certificates": certificates,
         }
     return outcome
+
+
+# --- CA files and CRL files (mutual TLS) ---------------------------------------------------------------------
+
+# role variable -> (HAProxy kind, the module's list option, the module's result key)
+TRUST_KINDS = {
+    "ca_files": (_ssl_ca_crl.CA_FILE, "ca_files"),
+    "crl_files": (_ssl_ca_crl.CRL_FILE, "crl_files"),
+}
+TRUST_FILE_KEYS = ("path", "src")
+
+
+def trust_files(value: t.Any, kind: str, crl_ca_src: str = "", allow_expired: t.Any = False,
+                bufsize: t.Any = api.DEFAULT_BUFSIZE) -> list[dict]:
+    """`certificates_ca_files` or `certificates_crl_files` (`kind`: ca_files or crl_files), checked before any push.
+
+    Each entry is `{path, src}`: `path` the name HAProxy knows the file by, `src`
+    a PEM file on the controller. Every file is read and validated here, the
+    way the modules validate it (PEM blocks that parse; for CRLs, signed by a CA
+    of `crl_ca_src` when given, and not past nextUpdate unless `allow_expired`;
+    the payload fits HAProxy's buffer), so a bad one fails the run before
+    anything is sent to any instance. Returns the entries as the modules take them.
+    """
+    variable = "certificates_" + kind
+    if value is None or value == "":
+        return []
+    if not isinstance(value, (list, tuple)):
+        raise CertificatesRoleError(f"{variable} is {value!r}: give a list of {{path, src}}. Nothing was sent.")
+    entries = []
+    for index, entry in enumerate(value):
+        where = f"{variable}[{index}]"
+        if not isinstance(entry, dict):
+            raise CertificatesRoleError(f"{where} is {entry!r}: give a dictionary with path and src. Nothing was sent.")
+        unknown = sorted(set(entry) - set(TRUST_FILE_KEYS))
+        if unknown:
+            raise CertificatesRoleError(f"{where} has unknown keys {', '.join(map(str, unknown))} "
+                                        f"(known: {', '.join(TRUST_FILE_KEYS)}). Nothing was sent.")
+        for key in TRUST_FILE_KEYS:
+            if not isinstance(entry.get(key), str) or not entry[key].strip():
+                raise CertificatesRoleError(f"{where} needs {key} (a non-empty string). Nothing was sent.")
+        entries.append({"path": entry["path"], "src": entry["src"]})
+    if not entries:
+        return []
+    haproxy_kind, list_key = TRUST_KINDS[kind]
+    try:
+        cas = None
+        if haproxy_kind == _ssl_ca_crl.CRL_FILE and crl_ca_src:
+            cas = _ssl_ca_crl.parse_ca_pem(_ssl_ca_crl._read({"src": crl_ca_src}, "certificates_crl_ca_src"),
+                                           f"certificates_crl_ca_src ({crl_ca_src})")
+        _ssl_ca_crl.prepare_items(haproxy_kind, {variable: entries, "process": None}, variable, cas=cas,
+                                  allow_expired=to_bool(allow_expired, "certificates_crl_allow_expired"),
+                                  bufsize=to_int(bufsize, "certificates_runtime_bufsize", 1024))
+    except IngressError as exc:
+        # The module_utils messages already end in "nothing was sent"; name the role's variables, not the module's.
+        message = str(exc).replace("set allow_expired", "set certificates_crl_allow_expired").replace(
+            "any CA of the given CA file", "any CA of certificates_crl_ca_src")
+        raise CertificatesRoleError(f"{message} (on the controller; no instance was asked).") from None
+    return entries
+
+
+def trust_endpoints(found: t.Mapping[str, dict]) -> list[dict]:
+    """The `endpoints` of haproxy_ssl_ca_file / haproxy_ssl_crl_file: every instance with its master CLI process."""
+    return [dict({"endpoint": instance["endpoint"]}, **({"process": instance["process"]} if instance["process"] else {}))
+            for instance in found.values()]
+
+
+def trust_outcome(found: t.Mapping[str, dict], results: t.Mapping[str, t.Any]) -> dict[str, dict]:
+    """What the CA file and CRL file calls did on every instance, keyed by instance then kind.
+
+    `results` maps a kind (ca_files, crl_files) to the module's registered
+    result; a kind whose call was skipped (no files configured) is left out.
+    Per kind: `state` (changed, unchanged, failed), the `changed` paths and
+    the `msg` when it failed. An instance the module does not mention failed
+    with the call as a whole (a bad file: nothing was sent).
+    """
+    outcome: dict[str, dict] = {name: {} for name in found}
+    for kind, result in (results or {}).items():
+        if not result or result.get("skipped"):
+            continue
+        lookup = _endpoint_results(result)
+        for name, instance in found.items():
+            entry, failed, message = lookup(instance["endpoint"])
+            changed = [item.get("path") for item in (entry.get("files") or []) if item.get("changed")]
+            outcome[name][kind] = {"state": "failed" if failed else "changed" if changed else "unchanged",
+                                   "changed": changed, "msg": message}
+    return outcome
+
+
+def merge_trust(earlier: t.Mapping[str, dict], later: t.Mapping[str, dict]) -> dict[str, dict]:
+    """The CA/CRL outcome over several waves (each instance is in one wave)."""
+    merged = {name: dict(kinds) for name, kinds in (earlier or {}).items()}
+    for name, kinds in (later or {}).items():
+        merged.setdefault(name, {}).update(kinds)
+    return merged
 
 
 # --- persist ----------------------------------------------------------------------------------------------------
@@ -774,14 +885,25 @@ def rollout_plan_lines(waves: list[dict]) -> list[str]:
     return lines
 
 
-def wave_verdict(wave: dict, pushed: t.Mapping[str, dict], verified: t.Mapping[str, dict]) -> dict[str, t.Any]:
+def wave_verdict(wave: dict, pushed: t.Mapping[str, dict], verified: t.Mapping[str, dict],
+                 trust: t.Mapping[str, dict] | None = None) -> dict[str, t.Any]:
     """Whether a wave passed: `stop` (go no further), `rollback` (a check failed), and why.
 
     A check fails when an instance presented a leaf that is not the bundle's
     or that does not validate against certificates_verify_ca_file. An instance
     that cannot be reached fails alone; but when every canary instance failed
-    its push, nothing else is pushed.
+    its push, nothing else is pushed. `trust` (trust_outcome) counts too: a
+    canary instance whose CA file or CRL file push failed failed its push.
     """
+    trust = trust or {}
+    for name, kinds in trust.items():
+        failures = [f"{kind.replace('_', ' ')}: {entry['msg']}" for kind, entry in sorted(kinds.items())
+                    if entry["state"] == "failed"]
+        if failures and name in wave["instances"]:
+            own = dict(pushed.get(name) or {"failed": True, "msg": ""})
+            own["msg"] = "; ".join(([own["msg"]] if own.get("failed") and own.get("msg") else []) + failures)
+            own["failed"] = True
+            pushed = dict(pushed, **{name: own})
     problems = []
     for name in wave["instances"]:
         for cert, check in sorted((verified.get(name) or {}).items()):
@@ -837,11 +959,9 @@ def rolled_back(plan: list[dict], results: list[dict]) -> dict[str, dict]:
     outcome: dict[str, dict] = {}
     for index, group in enumerate(plan):
         result = results[index] if index < len(results) else {}
-        by_endpoint = {entry.get("endpoint"): entry for entry in (result.get("instances") or [])}
+        lookup = _endpoint_results(result)
         for name, endpoint in zip(group["instances"], group["endpoints"]):
-            entry = by_endpoint.get(endpoint["endpoint"])
-            failed = bool(entry.get("failed")) if entry else True
-            message = ((entry.get("msg") if entry else result.get("msg")) or "failed") if failed else ""
+            _entry, failed, message = lookup(endpoint["endpoint"])
             outcome[name] = {"names": group["names"], "failed": failed, "msg": message}
     return outcome
 
@@ -892,15 +1012,23 @@ def no_instances_note(looked_up: str) -> str:
 
 def report(found: t.Mapping[str, dict], selected: list[dict], pushed: t.Mapping[str, dict],
            verified: t.Mapping[str, dict], persisted_hosts: t.Mapping[str, dict],
-           looked_up: str = "", rollout: t.Mapping[str, t.Any] | None = None) -> dict[str, t.Any]:
+           looked_up: str = "", rollout: t.Mapping[str, t.Any] | None = None,
+           trust: t.Mapping[str, dict] | None = None,
+           trust_files_given: t.Mapping[str, list] | None = None) -> dict[str, t.Any]:
     """The run's outcome: one row per instance (with one per certificate), the hosts that failed, and `failed`.
 
     `looked_up` names where this run looked for instances ("" when it did not):
     with no instance found there, `note` says so. `rollout` (`msg`: why the
     rollout stopped, `rolled_back`: per instance what was put back) marks
     the rows of instances that got their previous certificate back.
+    `trust` (trust_outcome) gives each row, per kind that has files in
+    `trust_files_given` (ca_files, crl_files: the checked role variables),
+    its state (changed, unchanged, failed, or not run) and the paths
+    changed; a failed one fails the row.
     """
     rollout = rollout or {}
+    trust = trust or {}
+    trust_kinds = [kind for kind in TRUST_KINDS if (trust_files_given or {}).get(kind)]
     back = rollout.get("rolled_back") or {}
     rows = []
     for name, instance in found.items():
@@ -921,7 +1049,11 @@ def report(found: t.Mapping[str, dict], selected: list[dict], pushed: t.Mapping[
                 "served_serial": check.get("serial", ""), "served_ok": check.get("ok"),
                 "problem": check.get("msg", "") if check and not check.get("ok") else "",
             })
-        problems = ([push["msg"]] if push and push["failed"] else []) + [
+        kinds = {kind: (trust.get(name) or {}).get(kind) or {"state": "not run", "changed": [], "msg": ""}
+                 for kind in trust_kinds}
+        problems = [f"{kind.replace('_', ' ')}: {entry['msg']}" for kind, entry in kinds.items()
+                    if entry["state"] == "failed"]
+        problems += ([push["msg"]] if push and push["failed"] else []) + [
             cert["problem"] for cert in certificates if cert["problem"]]
         state = ("failed" if push["failed"] else "changed" if push["changed"] else "unchanged") if push else "not run"
         if undone:
@@ -933,6 +1065,9 @@ def report(found: t.Mapping[str, dict], selected: list[dict], pushed: t.Mapping[
             "push": state,
             "verify": ("failed" if any(not check.get("ok") for check in checks.values()) else "ok") if checks else "not run",
             "failed": bool(problems), "problems": problems, "certificates": certificates,
+            "ca_files": kinds["ca_files"]["state"] if "ca_files" in kinds else "",
+            "crl_files": kinds["crl_files"]["state"] if "crl_files" in kinds else "",
+            "trust_changed": [path for entry in kinds.values() for path in entry["changed"]],
         })
     failed_hosts = [{"host": host, "problems": entry["failed"]}
                     for host, entry in persisted_hosts.items() if entry["failed"]]
@@ -954,15 +1089,20 @@ def report(found: t.Mapping[str, dict], selected: list[dict], pushed: t.Mapping[
         summary += ": " + " ".join(f"{row['name']}: {'; '.join(row['problems'])}." for row in rows if row["failed"])
         summary += "".join(f" {entry['host']}: {'; '.join(entry['problems'])}." for entry in failed_hosts)
     note = no_instances_note(looked_up) + " Nothing was pushed or verified." if looked_up and not found else ""
-    return {"instances": rows, "failed_hosts": failed_hosts, "failed": failed, "msg": summary, "note": note}
+    changed = any(row["push"] in ("changed", "rolled back") or row["trust_changed"] for row in rows)
+    return {"instances": rows, "failed_hosts": failed_hosts, "failed": failed, "changed": changed, "msg": summary,
+            "note": note}
 
 
 def report_lines(outcome: dict, persisted_hosts: t.Mapping[str, dict]) -> list[str]:
     """The report as lines for the run's output."""
     lines = [outcome["note"]] if outcome.get("note") else []
     for row in outcome["instances"]:
+        trust = "".join(f", {kind.replace('_', ' ')} {row[kind]}" for kind in TRUST_KINDS if row.get(kind))
         lines.append(f"{'FAILED ' if row['failed'] else 'ok     '}{row['name']} ({row['endpoint']}): push {row['push']}, "
-                     f"verify {row['verify']}")
+                     f"verify {row['verify']}{trust}")
+        if row.get("trust_changed"):
+            lines.append("         CA/CRL files changed: " + ", ".join(row["trust_changed"]))
         for cert in row["certificates"]:
             text = f"         {cert['name']}: {cert['action'] or 'not pushed'}"
             if cert["serial_before"] or cert["serial_after"]:
