@@ -670,15 +670,27 @@ def merge_trust(earlier: t.Mapping[str, dict], later: t.Mapping[str, dict]) -> d
 # --- persist ----------------------------------------------------------------------------------------------------
 
 
+BUNDLE_MODE = "0600"
+TRUST_FILE_MODE = "0644"
+
+
 def persist_plan(hosts: t.Mapping[str, dict], selected: list[dict], bundle_dir: str,
                  play_hosts: t.Iterable[str] = (), this_host: str = "",
-                 only_hosts: t.Iterable[str] | None = None) -> list[dict]:
-    """One entry per host and certificate: the file to write (or remove) and its crt-list line.
+                 only_hosts: t.Iterable[str] | None = None, trust: t.Mapping[str, list] | None = None,
+                 with_bundles: t.Any = True) -> list[dict]:
+    """One entry per host and file: the bundle to write (or remove) and its crt-list line, then the CA/CRL files.
 
     In a play on the controller the plan covers every HAProxy host. In a play
     over the HAProxy hosts (some play host is one of them) each play host
     writes only its own files, so no file is written twice. `only_hosts`
     (a rollout wave's hosts) limits the plan to those hosts.
+
+    `trust` maps ca_files / crl_files to their checked entries (trust_files):
+    each is written at its `path` on every host, as it is the name HAProxy
+    loads the file by at start (no cert_dir mapping: one name for every
+    instance), mode 0644 (no secret in it). `with_bundles` false leaves the
+    bundles out: a wave whose check failed still writes the CA/CRL files its
+    instances now hold, since a rollback does not take those back.
     """
     over_hosts = any(host in hosts for host in play_hosts)
     only = None if only_hosts is None else set(only_hosts)
@@ -688,14 +700,20 @@ def persist_plan(hosts: t.Mapping[str, dict], selected: list[dict], bundle_dir: 
             continue
         if only is not None and host not in only:
             continue
-        for item in selected:
+        for item in selected if to_bool(with_bundles, "with_bundles") else ():
             path = instance_path(item, host_settings["cert_dir"])
             plan.append({
-                "host": host, "name": item["name"], "state": item["state"], "path": path,
+                "host": host, "kind": "certificate", "name": item["name"], "state": item["state"], "path": path,
                 "crt_list": host_settings["crt_list"] or item["crt_list"],
                 "line": crt_list_line(item, path), "line_regexp": r"^\s*" + re.escape(path) + r"(\s|$)",
-                "src": bundle_path(bundle_dir, item["name"]),
+                "src": bundle_path(bundle_dir, item["name"]), "mode": BUNDLE_MODE,
             })
+        for kind in TRUST_KINDS:
+            for entry in (trust or {}).get(kind) or ():
+                plan.append({
+                    "host": host, "kind": kind, "name": entry["path"], "state": "present", "path": entry["path"],
+                    "crt_list": "", "line": "", "line_regexp": "", "src": entry["src"], "mode": TRUST_FILE_MODE,
+                })
     return plan
 
 
@@ -972,7 +990,7 @@ def rollback_persist_plan(persist_plan_entries: list[dict], persisted_hosts: t.M
     names = {name for group in plan for name in group["names"]}
     return [dict(entry, src=previous_bundle_path(bundle_dir, entry["name"]))
             for entry in persist_plan_entries
-            if entry["state"] == "present" and entry["name"] in names
+            if entry["state"] == "present" and entry.get("kind", "certificate") == "certificate" and entry["name"] in names
             and entry["path"] in ((persisted_hosts.get(entry["host"]) or {}).get("changed") or [])]
 
 

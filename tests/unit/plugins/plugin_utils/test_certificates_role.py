@@ -280,8 +280,41 @@ def test_persist_plan_maps_the_cert_dir_and_writes_the_modules_crt_list_line():
     plan = role.persist_plan(HOSTS, role.select(ITEMS, ["www"], "acme"), "/b")
     assert plan[0] == {"host": "h1", "name": "www", "state": "present", "path": "/srv/h1/www.pem",
                        "crt_list": "/srv/h1/list.txt", "line": "/srv/h1/www.pem [alpn h2] www.lab.test",
-                       "line_regexp": r"^\s*/srv/h1/www\.pem(\s|$)", "src": "/b/www.pem"}
+                       "line_regexp": r"^\s*/srv/h1/www\.pem(\s|$)", "src": "/b/www.pem",
+                       "kind": "certificate", "mode": "0600"}
     assert plan[1]["path"] == "/etc/haproxy/certs/www.pem" and plan[1]["crt_list"] == "/etc/haproxy/list.txt"
+
+
+TRUST = {"ca_files": [{"path": "/etc/haproxy/clients-ca.pem", "src": "/pki/ca.pem"}],
+         "crl_files": [{"path": "/etc/haproxy/clients-crl.pem", "src": "/pki/crl.pem"}]}
+
+
+def test_persist_plan_writes_the_ca_and_crl_files_at_their_path_on_every_host_world_readable():
+    plan = role.persist_plan(HOSTS, role.select(ITEMS, ["www"], "acme"), "/b", trust=TRUST)
+    trust = [entry for entry in plan if entry["kind"] != "certificate"]
+    # One name for every instance: HAProxy knows the file by its path, so no cert_dir mapping.
+    assert [(e["host"], e["kind"], e["path"], e["src"], e["mode"], e["crt_list"]) for e in trust] == [
+        ("h1", "ca_files", "/etc/haproxy/clients-ca.pem", "/pki/ca.pem", "0644", ""),
+        ("h1", "crl_files", "/etc/haproxy/clients-crl.pem", "/pki/crl.pem", "0644", ""),
+        ("h2", "ca_files", "/etc/haproxy/clients-ca.pem", "/pki/ca.pem", "0644", ""),
+        ("h2", "crl_files", "/etc/haproxy/clients-crl.pem", "/pki/crl.pem", "0644", ""),
+    ]
+    assert all(e["state"] == "present" for e in trust)
+    assert [e["mode"] for e in plan if e["kind"] == "certificate"] == ["0600", "0600"]
+
+
+def test_persist_plan_of_a_failed_wave_writes_only_the_ca_and_crl_files():
+    plan = role.persist_plan(HOSTS, role.select(ITEMS, [], "acme"), "/b", only_hosts=["h2"], trust=TRUST,
+                             with_bundles="false")
+    assert [(e["host"], e["kind"]) for e in plan] == [("h2", "ca_files"), ("h2", "crl_files")]
+
+
+def test_a_rollback_puts_back_bundles_only_never_the_ca_and_crl_files():
+    entries = role.persist_plan(HOSTS, role.select(ITEMS, ["www"], "acme"), "/b", trust=TRUST)
+    persisted = {"h1": {"changed": ["/srv/h1/www.pem", "/etc/haproxy/clients-ca.pem"], "failed": []}}
+    plan = [{"names": ["www", "/etc/haproxy/clients-ca.pem"]}]
+    assert [(e["host"], e["path"], e["src"]) for e in role.rollback_persist_plan(entries, persisted, plan, "/b")] == [
+        ("h1", "/srv/h1/www.pem", "/b/www.previous.pem")]
 
 
 def test_persist_plan_in_a_play_over_the_haproxy_hosts_covers_only_this_host():
