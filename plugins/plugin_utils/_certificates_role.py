@@ -207,6 +207,21 @@ def acme_terms_problem(directory: t.Any, terms_agreed: bool, directory_url: str)
     return ""
 
 
+def acme_profile_problem(directory: t.Any, profile: str, directory_url: str) -> str:
+    """Why ordering with certificates_acme_profile would fail (the CA does not offer it), or '' when it would not."""
+    if not profile:
+        return ""
+    meta = directory.get("meta") if isinstance(directory, dict) else None
+    profiles = meta.get("profiles") if isinstance(meta, dict) else None
+    if not isinstance(profiles, dict) or not profiles:
+        return (f"certificates_acme_profile is {profile!r}, but the ACME CA at {directory_url} offers no profiles: "
+                "leave certificates_acme_profile empty. Nothing was ordered.")
+    if profile not in profiles:
+        return (f"certificates_acme_profile is {profile!r}, which the ACME CA at {directory_url} does not offer "
+                f"(it offers {', '.join(sorted(profiles))}). Nothing was ordered.")
+    return ""
+
+
 def _item_error(index: int, item: t.Any, message: str) -> CertificatesRoleError:
     name = item.get("name") if isinstance(item, dict) else None
     where = f"certificates_items[{index}]" + (f" ({name})" if isinstance(name, str) and name else "")

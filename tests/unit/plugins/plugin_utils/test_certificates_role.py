@@ -187,6 +187,17 @@ def test_renewal_settings_unset_days_and_a_ratio_between_0_and_1():
         role.settings({"certificates_renew_days": "soon"})
 
 
+def test_acme_profile_problem_names_the_variable_and_what_the_ca_offers():
+    offering = {"newOrder": "x", "meta": {"profiles": {"classic": "…", "shortlived": "…"}}}
+    assert role.acme_profile_problem(offering, "shortlived", "https://ca/dir") == ""
+    assert role.acme_profile_problem({"newOrder": "x"}, "", "https://ca/dir") == ""
+    assert role.acme_profile_problem(offering, "tlsserver", "https://ca/dir") == (
+        "certificates_acme_profile is 'tlsserver', which the ACME CA at https://ca/dir does not offer "
+        "(it offers classic, shortlived). Nothing was ordered.")
+    for directory in ({"newOrder": "x"}, {"meta": {}}, {"meta": {"profiles": {}}}, None):
+        assert "offers no profiles" in role.acme_profile_problem(directory, "shortlived", "https://ca/dir")
+
+
 def test_renewal_is_forced_only_when_asked(tmp_path):
     # The trap: -e certificates_force_renew=false forced a renewal. settings() makes it a real False.
     _write_certificate(tmp_path / "live" / "www", ["www.lab.test"], 60)
