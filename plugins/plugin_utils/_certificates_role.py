@@ -54,7 +54,6 @@ BOOLEAN_VARIABLES = (
 INTEGER_VARIABLES = {
     "certificates_acme_timeout": 1,
     "certificates_key_size": 1024,
-    "certificates_renew_days": 0,
     "certificates_rfc2136_port": 1,
     "certificates_rfc2136_ttl": 0,
     "certificates_rfc2136_timeout": 1,
@@ -110,6 +109,27 @@ def to_int(value: t.Any, name: str, minimum: int = 0) -> int:
     return number
 
 
+# name -> smallest value allowed; empty means unset (None)
+OPTIONAL_INTEGER_VARIABLES = {
+    "certificates_renew_days": 0,
+}
+DEFAULT_RENEW_BEFORE_RATIO = 0.33
+
+
+def to_ratio(value: t.Any, name: str) -> float:
+    """A part of a whole, more than 0 and less than 1, given as a number or as its text (`-e NAME=0.5`)."""
+    if isinstance(value, bool):
+        raise CertificatesRoleError(f"{name} is {value!r}, which is not a number between 0 and 1.")
+    try:
+        number = float(value.strip()) if isinstance(value, str) else float(value)
+    except (TypeError, ValueError):
+        raise CertificatesRoleError(f"{name} is {value!r}, which is not a number between 0 and 1.") from None
+    if not 0 < number < 1:
+        raise CertificatesRoleError(f"{name} is {value!r}: it must be more than 0 and less than 1 "
+                                    "(the part of a certificate's lifetime left when it is renewed).")
+    return number
+
+
 def settings(variables: t.Mapping[str, t.Any]) -> dict[str, t.Any]:
     """The role's boolean and number variables, coerced and checked, keyed without the `certificates_` prefix.
 
@@ -130,6 +150,21 @@ def settings(variables: t.Mapping[str, t.Any]) -> dict[str, t.Any]:
                 coerced[name[len("certificates_"):]] = to_int(variables[name], name, minimum)
             except CertificatesRoleError as exc:
                 problems.append(str(exc))
+    for name, minimum in OPTIONAL_INTEGER_VARIABLES.items():
+        if name in variables:
+            value = variables[name]
+            try:
+                coerced[name[len("certificates_"):]] = (
+                    None if value is None or (isinstance(value, str) and not value.strip())
+                    else to_int(value, name, minimum))
+            except CertificatesRoleError as exc:
+                problems.append(str(exc))
+    if "certificates_renew_before_ratio" in variables:
+        try:
+            coerced["renew_before_ratio"] = to_ratio(variables["certificates_renew_before_ratio"],
+                                                     "certificates_renew_before_ratio")
+        except CertificatesRoleError as exc:
+            problems.append(str(exc))
     if problems:
         raise CertificatesRoleError(" ".join(problems) + " Nothing was changed.")
     if "rfc2136_timeout" in coerced:
@@ -169,6 +204,21 @@ def acme_terms_problem(directory: t.Any, terms_agreed: bool, directory_url: str)
     if terms and not terms_agreed:
         return (f"The ACME CA at {directory_url} asks to agree to its terms of service ({terms}): read them and set "
                 "certificates_acme_terms_agreed to true. Nothing was ordered.")
+    return ""
+
+
+def acme_profile_problem(directory: t.Any, profile: str, directory_url: str) -> str:
+    """Why ordering with certificates_acme_profile would fail (the CA does not offer it), or '' when it would not."""
+    if not profile:
+        return ""
+    meta = directory.get("meta") if isinstance(directory, dict) else None
+    profiles = meta.get("profiles") if isinstance(meta, dict) else None
+    if not isinstance(profiles, dict) or not profiles:
+        return (f"certificates_acme_profile is {profile!r}, but the ACME CA at {directory_url} offers no profiles: "
+                "leave certificates_acme_profile empty. Nothing was ordered.")
+    if profile not in profiles:
+        return (f"certificates_acme_profile is {profile!r}, which the ACME CA at {directory_url} does not offer "
+                f"(it offers {', '.join(sorted(profiles))}). Nothing was ordered.")
     return ""
 
 
@@ -272,12 +322,23 @@ def _key_description(certificate) -> str:
     return type(key).__name__
 
 
-def renewal_decisions(selected: list[dict], store_dir: str, key_type: str, key_curve: str, renew_days: int,
-                      force: bool, now: datetime.datetime | None = None) -> dict[str, dict]:
+def _days(seconds: float) -> str:
+    """Seconds as days for a sentence: `6`, `0.5`, `89.9`."""
+    text = f"{seconds / 86400:.1f}"
+    return text[:-2] if text.endswith(".0") else text
+
+
+def renewal_decisions(selected: list[dict], store_dir: str, key_type: str, key_curve: str, renew_days: t.Any,
+                      force: bool, renew_before_ratio: float = DEFAULT_RENEW_BEFORE_RATIO,
+                      now: datetime.datetime | None = None) -> dict[str, dict]:
     """For every present certificate: whether it is due and why, keyed by name.
 
-    Due when its files are missing, its names or key type changed, fewer than
-    `renew_days` days are left, or `force`. `reason` is empty when not due.
+    Due when its files are missing, its names or key type changed, or `force`;
+    then, when `renew_days` is set (not None), when fewer days are left;
+    otherwise when less than `renew_before_ratio` of its lifetime (notBefore
+    to notAfter) is left, so a 6-day certificate is renewed with 2 days left
+    and a 90-day one with 29.7. `reason` says why it is due (empty when not);
+    `note` says when a current one will be.
     """
     from cryptography import x509
 
@@ -289,7 +350,8 @@ def renewal_decisions(selected: list[dict], store_dir: str, key_type: str, key_c
             continue
         live = os.path.join(store_dir, "live", item["name"])
         wanted = sorted(set(item["domains"]))
-        decision = {"name": item["name"], "domains": wanted, "reason": "", "days_left": None, "due": True}
+        decision = {"name": item["name"], "domains": wanted, "reason": "", "note": "", "days_left": None,
+                    "due": True}
         if not os.path.exists(os.path.join(live, "cert.pem")):
             decision["reason"] = "no certificate yet"
         elif not os.path.exists(os.path.join(live, "privkey.pem")):
@@ -302,7 +364,11 @@ def renewal_decisions(selected: list[dict], store_dir: str, key_type: str, key_c
             else:
                 not_after = certificate.not_valid_after_utc if hasattr(certificate, "not_valid_after_utc") else (
                     certificate.not_valid_after.replace(tzinfo=datetime.timezone.utc))
+                not_before = certificate.not_valid_before_utc if hasattr(certificate, "not_valid_before_utc") else (
+                    certificate.not_valid_before.replace(tzinfo=datetime.timezone.utc))
                 seconds_left = (not_after - now).total_seconds()
+                lifetime = max((not_after - not_before).total_seconds(), 1.0)
+                share_left = f"{max(seconds_left, 0) / lifetime:.0%} of {_days(lifetime)} days left"
                 decision["days_left"] = int(seconds_left // 8640) / 10.0
                 try:
                     sans = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
@@ -316,9 +382,19 @@ def renewal_decisions(selected: list[dict], store_dir: str, key_type: str, key_c
                     decision["reason"] = f"names changed: {','.join(names)} -> {','.join(wanted)}"
                 elif key_now != wanted_key:
                     decision["reason"] = f"key type changed: {key_now} -> {wanted_key}"
-                elif seconds_left < renew_days * 86400:
-                    decision["reason"] = (f"{decision['days_left']} days left, fewer than certificates_renew_days "
-                                          f"({renew_days})")
+                elif renew_days is not None:
+                    if seconds_left < renew_days * 86400:
+                        decision["reason"] = (f"{decision['days_left']} days left, fewer than "
+                                              f"certificates_renew_days ({renew_days})")
+                    else:
+                        decision["note"] = f"renewed with fewer than {renew_days} days left (certificates_renew_days)"
+                elif seconds_left < renew_before_ratio * lifetime:
+                    decision["reason"] = (f"{share_left}, less than certificates_renew_before_ratio "
+                                          f"({renew_before_ratio:g})")
+                else:
+                    decision["note"] = (f"{share_left}; renewed with fewer than "
+                                        f"{_days(renew_before_ratio * lifetime)} days left "
+                                        f"(certificates_renew_before_ratio {renew_before_ratio:g})")
         decision["due"] = bool(decision["reason"])
         decisions[item["name"]] = decision
     return decisions

@@ -6,10 +6,15 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import time
+
 from . import floor, socat_loop
 from .ansible_run import PlaybookRunner, task_results
 from .context import Context, loaded_certificates
-from .profile_module import profile_module
+from .profile_module import collections_root, profile_module
 from .report import Section, Target, ratio, seconds
 from .stats import Series
 
@@ -60,6 +65,36 @@ def _check_held(instances: list[dict], loaded: dict[str, list], fingerprints: li
                     raise BenchmarkError(f'{instance["name"]} does not hold the new {entries[index].path}: {reply}')
 
 
+def run_modules_directly(python: str, calls: dict[str, dict], workdir: str) -> tuple[float, dict[str, dict]]:
+    """Run one haproxy_ssl_cert process per instance at once, as AnsiballZ does in the end; wall seconds, results.
+
+    No Ansible on the controller: what (c) costs without passing the
+    1,000-entry argument and result through ansible-playbook.
+    """
+    os.makedirs(workdir, exist_ok=True)
+    module = 'ansible_collections.ingress.haproxy.plugins.modules.haproxy_ssl_cert'
+    env = dict(os.environ, PYTHONPATH=collections_root())
+    files = {}
+    for host, args in calls.items():
+        files[host] = os.path.join(workdir, f'{host}.args.json')
+        descriptor = os.open(files[host], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, 'w', encoding='utf-8') as out:
+            json.dump({'ANSIBLE_MODULE_ARGS': args}, out)
+    started = time.perf_counter()
+    processes = {host: subprocess.Popen([python, '-m', module, path], stdout=subprocess.PIPE,  # nosec - our module
+                                        stderr=subprocess.DEVNULL, text=True, env=env)
+                 for host, path in files.items()}
+    outputs = {host: process.communicate()[0] for host, process in processes.items()}
+    elapsed = time.perf_counter() - started
+    results = {}
+    for host, output in outputs.items():
+        try:
+            results[host] = json.loads(output)
+        except ValueError as exc:
+            raise BenchmarkError(f'{host}: the module printed no result: {output[-300:]!r}') from exc
+    return elapsed, results
+
+
 def run(context: Context) -> Section:
     count = 50 if context.quick else 1000
     section = Section('B1', f'bulk convergence ({count:,} certificates × {INSTANCES} instances)')
@@ -100,7 +135,13 @@ def run(context: Context) -> Section:
                                               zip(loaded[instance['name']], generation.pems)]
                     for instance in instances}
 
-        rows = {key: Series(key) for key in ('a', 'b', 'c', 'd', 'start', 'task')}
+        def direct_calls(generation_sources):
+            return {instance['name']: {'endpoint': instance['runtime_tcp'],
+                                       'certificates': [{'path': entry.path, 'src': source} for entry, source
+                                                        in zip(loaded[instance['name']], generation_sources)]}
+                    for instance in instances}
+
+        rows = {key: Series(key) for key in ('a', 'b', 'c', 'd', 'm', 'start', 'task')}
         for repetition in range(context.repetitions):
             first, second = repetition % 2, (repetition + 1) % 2
             rows['a'].add(floor.run_parallel(jobs(generations[first])))
@@ -112,6 +153,11 @@ def run(context: Context) -> Section:
             elapsed, document = runner.run(converge, inventories[first], forks=INSTANCES)
             _check_results(task_results(document, CONVERGE_TASK), count, 'unchanged')
             rows['d'].add(elapsed)
+            elapsed, results = run_modules_directly(context.python, direct_calls(sources[second]),
+                                                    context.scratch('b1/direct'))
+            _check_results(results, count, 'updated')
+            _check_held(instances, loaded, generations[second].fingerprints)
+            rows['m'].add(elapsed)
             elapsed, _document = runner.run(empty, inventories[first], forks=INSTANCES)
             rows['start'].add(elapsed)
             elapsed, _document = runner.run(ping, inventories[first], forks=INSTANCES)
@@ -126,6 +172,7 @@ def run(context: Context) -> Section:
             'b': '(b) seed\'s way: two socat processes per certificate',
             'c': '(c) ansible-playbook, one bulk haproxy_ssl_cert call per instance',
             'd': '(d) same playbook again, nothing to change',
+            'm': '(m) the same module calls without Ansible: one module process per instance, at once',
             'start': 'Ansible fixed start (empty play, same inventory)',
             'task': 'Ansible task floor (one `ansible.builtin.ping` per instance, same inventory)',
         }
@@ -135,9 +182,11 @@ def run(context: Context) -> Section:
             table.append([label, seconds(series.median), series.spread, ratio(series.median / floor_time)])
         table.append(['(c) minus Ansible start', seconds(rows['c'].median - start), '',
                       ratio((rows['c'].median - start) / floor_time)])
-        table.append(['(c) minus Ansible task floor: the module\'s own share', seconds(rows['c'].median - rows['task'].median),
+        table.append(['(c) minus Ansible task floor', seconds(rows['c'].median - rows['task'].median),
                       '', ratio((rows['c'].median - rows['task'].median) / floor_time)])
         table.append(['(d) minus Ansible task floor', seconds(rows['d'].median - rows['task'].median), '', ''])
+        table.append(['(c) minus (m) minus Ansible start: what ansible-playbook adds (per-task cost, 1,000-entry arguments and results)',
+                      seconds(rows['c'].median - rows['m'].median - start), '', ''])
         section.table(['row', 'wall (median)', f'runs (min–max, n={context.repetitions})', 'ratio to (a)'],
                       table)
         bound_c = 1.3 * floor_time + start
@@ -151,16 +200,19 @@ def run(context: Context) -> Section:
         section.notes.append('Every (c) run was checked: each module result lists every certificate as '
                              '`updated`, and HAProxy\'s `show ssl cert` reports the new fingerprint '
                              '(first and last certificate of each instance).')
-        # The generation HAProxy holds now: the last (c) run's, or the one the (c) profile below sends.
-        current = (context.repetitions - 1) % 2
+        section.notes.append('Every (m) run was checked the same way. (m) is the module\'s own cost on this '
+                             'machine, Python start and imports included: (c) minus (m) is what running it '
+                             'through ansible-playbook adds.')
+        # The generation HAProxy holds now: the last (m) run's, or the one the (c) profile below sends.
+        current = context.repetitions % 2
         if rows['c'].median > bound_c:
-            current = context.repetitions % 2
+            current = 1 - current
             context.log('B1: (c) missed its target, profiling the module')
             instance = instances[0]
             entries = loaded[instance['name']]
             args = {'endpoint': instance['runtime_tcp'],
                     'certificates': [{'path': entry.path, 'src': source}
-                                     for entry, source in zip(entries, sources[context.repetitions % 2])]}
+                                     for entry, source in zip(entries, sources[current])]}
             try:
                 profile = profile_module('haproxy_ssl_cert', args, context.scratch('b1/profile'))
             except (OSError, RuntimeError, ValueError) as exc:

@@ -114,7 +114,7 @@ def test_zone_problem_names_the_domains_outside_the_zone():
     assert role.zone_problem(selected[:2], "LAB.test") == ""
 
 
-def _write_certificate(directory, names, days_left, curve=ec.SECP256R1()):
+def _write_certificate(directory, names, days_left, curve=ec.SECP256R1(), days_used=1):
     key = ec.generate_private_key(curve)
     now = datetime.datetime.now(datetime.timezone.utc)
     certificate = (
@@ -123,7 +123,7 @@ def _write_certificate(directory, names, days_left, curve=ec.SECP256R1()):
         .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test CA")]))
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_before(now - datetime.timedelta(days=days_used))
         .not_valid_after(now + datetime.timedelta(days=days_left))
         .add_extension(x509.SubjectAlternativeName([x509.DNSName(name) for name in names]), critical=False)
         .sign(key, hashes.SHA256())
@@ -133,9 +133,9 @@ def _write_certificate(directory, names, days_left, curve=ec.SECP256R1()):
     (directory / "privkey.pem").write_bytes(b"key")
 
 
-def _decide(store, renew_days=30, force=False, items=None):
+def _decide(store, renew_days=30, force=False, items=None, ratio=role.DEFAULT_RENEW_BEFORE_RATIO):
     selected = role.select(items or ITEMS, [], "acme")
-    return role.renewal_decisions(selected, str(store), "ECC", "secp256r1", renew_days, force)
+    return role.renewal_decisions(selected, str(store), "ECC", "secp256r1", renew_days, force, ratio)
 
 
 def test_renewal_decisions_say_why_by_name(tmp_path):
@@ -146,6 +146,56 @@ def test_renewal_decisions_say_why_by_name(tmp_path):
     assert 59 <= decisions["www"]["days_left"] <= 60
     assert decisions["api"]["due"] is True
     assert "fewer than certificates_renew_days (30)" in decisions["api"]["reason"]
+
+
+def test_renewal_follows_the_lifetime_when_renew_days_is_unset(tmp_path):
+    # A 6-day certificate (a short-lived profile) with 4 days left is current; with 1 day left it is due.
+    _write_certificate(tmp_path / "live" / "www", ["www.lab.test"], 4, days_used=2)
+    _write_certificate(tmp_path / "live" / "api", ["api.lab.test"], 1, days_used=5)
+    decisions = _decide(tmp_path, renew_days=None)
+    assert decisions["www"]["due"] is False
+    assert decisions["www"]["note"] == ("67% of 6 days left; renewed with fewer than 2 days left "
+                                        "(certificates_renew_before_ratio 0.33)")
+    assert decisions["api"]["due"] is True
+    assert decisions["api"]["reason"] == "17% of 6 days left, less than certificates_renew_before_ratio (0.33)"
+    # The old fixed 30 days would renew both on every run.
+    assert all(decision["due"] for decision in _decide(tmp_path, renew_days=30).values())
+
+
+def test_renew_days_when_set_wins_over_the_ratio(tmp_path):
+    # 60 of 90 days left: current by the ratio, due by certificates_renew_days=61, current by 30.
+    _write_certificate(tmp_path / "live" / "www", ["www.lab.test"], 60, days_used=30)
+    _write_certificate(tmp_path / "live" / "api", ["api.lab.test"], 60, days_used=30)
+    assert not any(decision["due"] for decision in _decide(tmp_path, renew_days=None).values())
+    assert _decide(tmp_path, renew_days=None, ratio=0.7)["www"]["reason"].startswith("67% of 90 days left")
+    decisions = _decide(tmp_path, renew_days=61, ratio=0.7)
+    assert decisions["www"]["reason"].endswith("fewer than certificates_renew_days (61)")
+    decisions = _decide(tmp_path, renew_days=30, ratio=0.7)
+    assert decisions["www"]["due"] is False
+    assert decisions["www"]["note"] == "renewed with fewer than 30 days left (certificates_renew_days)"
+
+
+def test_renewal_settings_unset_days_and_a_ratio_between_0_and_1():
+    assert role.settings({"certificates_renew_days": "", "certificates_renew_before_ratio": "0.5"}) == {
+        "renew_days": None, "renew_before_ratio": 0.5}
+    assert role.settings({"certificates_renew_days": "30", "certificates_renew_before_ratio": 0.33}) == {
+        "renew_days": 30, "renew_before_ratio": 0.33}
+    for bad in (0, 1, "1.5", "a third", True, None):
+        with pytest.raises(role.CertificatesRoleError, match="certificates_renew_before_ratio"):
+            role.settings({"certificates_renew_before_ratio": bad})
+    with pytest.raises(role.CertificatesRoleError, match="certificates_renew_days is 'soon'"):
+        role.settings({"certificates_renew_days": "soon"})
+
+
+def test_acme_profile_problem_names_the_variable_and_what_the_ca_offers():
+    offering = {"newOrder": "x", "meta": {"profiles": {"classic": "…", "shortlived": "…"}}}
+    assert role.acme_profile_problem(offering, "shortlived", "https://ca/dir") == ""
+    assert role.acme_profile_problem({"newOrder": "x"}, "", "https://ca/dir") == ""
+    assert role.acme_profile_problem(offering, "tlsserver", "https://ca/dir") == (
+        "certificates_acme_profile is 'tlsserver', which the ACME CA at https://ca/dir does not offer "
+        "(it offers classic, shortlived). Nothing was ordered.")
+    for directory in ({"newOrder": "x"}, {"meta": {}}, {"meta": {"profiles": {}}}, None):
+        assert "offers no profiles" in role.acme_profile_problem(directory, "shortlived", "https://ca/dir")
 
 
 def test_renewal_is_forced_only_when_asked(tmp_path):
