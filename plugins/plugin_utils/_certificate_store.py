@@ -34,6 +34,7 @@ import tempfile
 import typing as t
 
 from ansible_collections.ingress.haproxy.plugins.module_utils._errors import IngressError
+from ansible_collections.ingress.haproxy.plugins.module_utils._pem import format_serial
 
 STATE_FILE = ".ingress-haproxy-store-sync.json"
 VAULT_SUFFIX = ".vault"
@@ -292,7 +293,10 @@ def pull(store_dir: str, checkout_dir: str, vault: Vault, check_mode: bool = Fal
 
 
 def _leaf_summary(content: bytes) -> str | None:
-    """'not after DATE, serial HEX' of the first certificate in CONTENT, or None if there is none."""
+    """'not after DATE, serial HEX' of the first certificate in CONTENT, or None if there is none.
+
+    The serial is printed as ``show ssl cert`` prints it, so the store's log and HAProxy agree.
+    """
     try:
         from cryptography import x509
     except ImportError:  # the role needs cryptography anyway; a message without the date is still right
@@ -302,7 +306,7 @@ def _leaf_summary(content: bytes) -> str | None:
     except ValueError:
         return None
     not_after = getattr(leaf, "not_valid_after_utc", None) or leaf.not_valid_after.replace(tzinfo=datetime.timezone.utc)
-    return f"not after {not_after.strftime('%Y-%m-%d %H:%M UTC')}, serial {leaf.serial_number:X}"
+    return f"not after {not_after.strftime('%Y-%m-%d %H:%M UTC')}, serial {format_serial(leaf.serial_number)}"
 
 
 def _renewal_reason(renewals: dict[str, dict] | None, name: str) -> str:

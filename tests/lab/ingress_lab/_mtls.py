@@ -19,12 +19,13 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from ._served import haproxy_serial
 from ._pki import CertificateAuthority, cert_pem, key_pem, new_key, write_private, write_public
 
 _ONE_DAY = datetime.timedelta(days=1)
 
 
-def issue_client(ca: CertificateAuthority, common_name: str, days: int = 30):
+def issue_client(ca: CertificateAuthority, common_name: str, days: int = 30, serial: int | None = None):
     """A client certificate (clientAuth) for ``common_name``, signed by ``ca``."""
     key = new_key('ec')
     now = datetime.datetime.now(datetime.timezone.utc)
@@ -33,7 +34,7 @@ def issue_client(ca: CertificateAuthority, common_name: str, days: int = 30):
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
         .issuer_name(ca.cert.subject)
         .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
+        .serial_number(serial or x509.random_serial_number())
         .not_valid_before(now - _ONE_DAY)
         .not_valid_after(now + datetime.timedelta(days=days))
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
@@ -68,13 +69,17 @@ def write_mtls(state_dir: str) -> dict:
         cas[number] = ca
         ca_cert, ca_key = os.path.join(directory, f'ca{number}.crt'), os.path.join(directory, f'ca{number}.key')
         ca.write(ca_cert, ca_key)
-        cert, key = issue_client(ca, f'client{number}.lab.test')
+        # Client 2's serial always has an odd number of hex digits, so tests
+        # meet the leading zero HAProxy prints for it (``serial_hex``).
+        serial = (x509.random_serial_number() >> 4) | (1 << 152) if number == 2 else None
+        cert, key = issue_client(ca, f'client{number}.lab.test', serial=serial)
         client_cert = os.path.join(directory, f'client{number}.crt')
         client_key = os.path.join(directory, f'client{number}.key')
         write_public(client_cert, cert_pem(cert))
         write_private(client_key, key_pem(key))
         paths[f'ca{number}'] = {'cert': ca_cert, 'key': ca_key}
-        paths[f'client{number}'] = {'cert': client_cert, 'key': client_key, 'serial': cert.serial_number}
+        paths[f'client{number}'] = {'cert': client_cert, 'key': client_key, 'serial': cert.serial_number,
+                                     'serial_hex': haproxy_serial(cert)}
     paths['ca_file'] = os.path.join(directory, 'ca-file.pem')
     paths['crl_file'] = os.path.join(directory, 'crl-file.pem')
     write_public(paths['ca_file'], cert_pem(cas[1].cert))

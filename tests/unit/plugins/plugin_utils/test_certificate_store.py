@@ -47,12 +47,12 @@ def key_pem() -> bytes:
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
 
 
-def cert_pem(key: bytes, name: str = "www.example.test", days: int = 90) -> bytes:
+def cert_pem(key: bytes, name: str = "www.example.test", days: int = 90, serial: int | None = None) -> bytes:
     private = serialization.load_pem_private_key(key, None)
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
     now = datetime.datetime.now(datetime.timezone.utc)
     cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(private.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
+            .serial_number(serial or x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
             .not_valid_after(now + datetime.timedelta(days=days)).sign(private, hashes.SHA256()))
     return cert.public_bytes(serialization.Encoding.PEM)
 
@@ -146,6 +146,12 @@ def everything_in(result: dict) -> str:
 
 
 # --------------------------------------------------------------------------- two CI jobs, a second writer
+
+
+def test_commit_message_prints_the_serial_as_haproxy_does():
+    # HAProxy prints whole bytes: 0xABC is "0ABC" in `show ssl cert`, and so in the store's log.
+    summary = store_sync._leaf_summary(cert_pem(key_pem(), serial=0xABC))
+    assert summary.endswith(", serial 0ABC")
 
 
 def test_two_ci_jobs_the_second_pushes_nothing(tmp_path, remote, vault):
