@@ -19,8 +19,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from ._served import haproxy_serial
 from ._pki import CertificateAuthority, cert_pem, key_pem, new_key, write_private, write_public
+from ._served import haproxy_serial
 
 _ONE_DAY = datetime.timedelta(days=1)
 
@@ -79,7 +79,7 @@ def write_mtls(state_dir: str) -> dict:
         write_private(client_key, key_pem(key))
         paths[f'ca{number}'] = {'cert': ca_cert, 'key': ca_key}
         paths[f'client{number}'] = {'cert': client_cert, 'key': client_key, 'serial': cert.serial_number,
-                                     'serial_hex': haproxy_serial(cert)}
+                                    'serial_hex': haproxy_serial(cert)}
     paths['ca_file'] = os.path.join(directory, 'ca-file.pem')
     paths['crl_file'] = os.path.join(directory, 'crl-file.pem')
     write_public(paths['ca_file'], cert_pem(cas[1].cert))
