@@ -44,7 +44,7 @@ from ansible.errors import AnsibleFilterError
 from ansible_collections.ingress.haproxy.plugins.plugin_utils import _certificates_role as role
 
 DECISIONS = frozenset((
-    "settings", "acme_contact", "acme_terms_problem", "acme_profile_problem", "select", "zone_problem", "renewal_decisions",
+    "settings", "acme_contact", "acme_terms_problem", "acme_profile_problem", "acme_eab_problem", "select", "zone_problem", "renewal_decisions",
     "challenge_records", "rfc2136_hint", "bundle_entries", "bundle_read_entries", "bundles",
     "bundle_failure", "persist_hosts", "instances", "push_endpoints", "push_certificates", "push_outcome",
     "persist_plan", "persisted", "persisted_on_play_hosts", "handshake_targets", "verify_outcome", "report", "report_lines", "status_rows",

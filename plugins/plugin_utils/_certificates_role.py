@@ -222,6 +222,24 @@ def acme_profile_problem(directory: t.Any, profile: str, directory_url: str) -> 
     return ""
 
 
+def acme_eab_problem(directory: t.Any, kid: str, hmac_key: str, directory_url: str) -> str:
+    """Why registering the account would fail for want of External Account Binding, or ''.
+
+    Never echoes the MAC key: only whether it is set.
+    """
+    if bool(kid) != bool(hmac_key):
+        given, missing = ("certificates_acme_eab_kid", "certificates_acme_eab_hmac_key") if kid else (
+            "certificates_acme_eab_hmac_key", "certificates_acme_eab_kid")
+        return (f"{given} is set but {missing} is empty: External Account Binding needs both (the key ID and the "
+                "MAC key your CA account shows). Nothing was ordered.")
+    meta = directory.get("meta") if isinstance(directory, dict) else None
+    if not kid and isinstance(meta, dict) and meta.get("externalAccountRequired") is True:
+        return (f"the ACME CA at {directory_url} requires External Account Binding: set certificates_acme_eab_kid "
+                "and certificates_acme_eab_hmac_key (the key ID and MAC key your CA account shows). "
+                "Nothing was ordered.")
+    return ""
+
+
 def _item_error(index: int, item: t.Any, message: str) -> CertificatesRoleError:
     name = item.get("name") if isinstance(item, dict) else None
     where = f"certificates_items[{index}]" + (f" ({name})" if isinstance(name, str) and name else "")

@@ -7,6 +7,7 @@
 
   lab.py start --root ROOT [--instances 3] [--dns] [--acme] [--master-worker] [--preload N]
                [--haproxy {2.6,3.0,3.2,3.4}]
+               [--pebble {2.4,2.10}] [--acme-eab]
   lab.py stop --state-dir DIR            lab.py stop-all --root ROOT
   lab.py served --address A --port P --servername NAME [--ca FILE]
   lab.py runtime --endpoint E [--payload-file F] COMMAND...
@@ -29,6 +30,8 @@ from ingress_lab import (DEFAULT_ROOT, Lab, LabError, client_request, find_labs,
                          runtime_command, served, stop_all, stop_lab)
 # pylint: disable-next=wrong-import-position
 from ingress_lab._roots import VERSION_ENV, known_versions  # noqa: E402
+# pylint: disable-next=wrong-import-position
+from ingress_lab._pebbles import known_pebbles  # noqa: E402
 
 
 def _positive(text: str) -> int:
@@ -46,7 +49,8 @@ def _print_json(data) -> None:
 def _start(args: argparse.Namespace) -> None:
     lab = Lab(args.root, instances=args.instances, dns=args.dns, acme=args.acme,
               master_worker=args.master_worker, preload=args.preload, bufsize=args.bufsize,
-              nbthread=args.nbthread, timeout=args.timeout, haproxy=args.haproxy)
+              nbthread=args.nbthread, timeout=args.timeout, haproxy=args.haproxy,
+              pebble=args.pebble, acme_eab=args.acme_eab)
     _print_json(lab.start())
 
 
@@ -118,6 +122,11 @@ def build_parser() -> argparse.ArgumentParser:
     start.add_argument('--haproxy', choices=known_versions(),
                        help=f'HAProxy version: 2.6 the host\'s, 3.0/3.2/3.4 Debian\'s in a cached root '
                             f'(default ${VERSION_ENV}, else 2.6)')
+    start.add_argument('--pebble', choices=known_pebbles(),
+                       help='pebble version: 2.4 the host\'s (default), 2.10 Debian sid\'s (profiles, ARI), '
+                            'fetched once next to the HAProxy roots')
+    start.add_argument('--acme-eab', action='store_true',
+                       help='pebble requires External Account Binding (key id and MAC key in the state)')
     start.set_defaults(func=_start)
 
     stop = commands.add_parser('stop', help='stop the lab recorded in a state dir')

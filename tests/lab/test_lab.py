@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import json
 import os
+import ssl
 import subprocess
 import sys
 import time
+import urllib.request
 
 import pytest
 
@@ -108,6 +110,32 @@ def test_preload_and_acme(lab_factory):
     assert 'tune.bufsize 32768' in open(instance['config'], encoding='utf-8').read()
 
 
+def _directory(acme: dict) -> dict:
+    context = ssl.create_default_context(cafile=acme['ca_file'])
+    with urllib.request.urlopen(acme['directory'], context=context, timeout=10) as reply:  # nosec - lab URL
+        return json.load(reply)
+
+
+def test_pebble_2_10_offers_profiles_ari_and_requires_eab(lab_factory):
+    """Debian sid's pebble runs on the host: profiles (a 6-day one), renewalInfo, EAB required."""
+    state = lab_factory(instances=1, acme=True, pebble='2.10', acme_eab=True)
+    acme = state['acme']
+    assert acme['version'].startswith('2.') and tuple(int(part) for part in acme['version'].split('.')[:2]) >= (2, 10)
+    assert acme['profiles'] == {'default': 90 * 86400, 'shortlived': 6 * 86400}
+    assert acme['eab']['kid'] == 'kid-lab' and len(acme['eab']['hmac']) == 43
+    directory = _directory(acme)
+    assert 'renewalInfo' in directory
+    assert set(directory['meta']['profiles']) == {'default', 'shortlived'}
+    assert directory['meta']['externalAccountRequired'] is True
+
+
+def test_host_pebble_has_no_profiles(lab_factory):
+    acme = lab_factory(instances=1, acme=True)['acme']
+    assert acme['version'] == '2.4' and acme['profiles'] == {} and acme['eab'] is None
+    directory = _directory(acme)
+    assert 'profiles' not in directory.get('meta', {}) and 'renewalInfo' not in directory
+
+
 def test_cli_start_stop_all_leaves_nothing(tmp_path):
     root = str(tmp_path)
     started = subprocess.run([sys.executable, LAB_PY, 'start', '--root', root, '--instances', '1', '--dns'],
@@ -132,7 +160,7 @@ def test_stop_never_signals_a_foreign_process(tmp_path):
 
 
 def test_failed_start_cleans_up(tmp_path, monkeypatch):
-    monkeypatch.setattr('ingress_lab._acme.PEBBLE', '/bin/false')
+    monkeypatch.setattr('ingress_lab._pebbles.HOST_PEBBLE', '/bin/false')
     lab = Lab(str(tmp_path), instances=1, acme=True)
     with pytest.raises(LabError, match='acme .* exited during start-up'):
         lab.start()

@@ -2,12 +2,19 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-"""pebble for the lab: an ACME CA that validates DNS-01 against the lab's bind9."""
+"""pebble for the lab: an ACME CA that validates DNS-01 against the lab's bind9.
+
+With pebble 2.10+ (``--pebble 2.10``) it offers two profiles, ``default``
+(90 days) and ``shortlived`` (6 days, like Let's Encrypt's), and ARI; with
+``eab`` it requires External Account Binding with one key, ``kid-lab``.
+"""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
+import secrets
 import ssl
 import urllib.error
 import urllib.request
@@ -15,9 +22,11 @@ import urllib.request
 from ._component import Component
 from ._errors import LabError
 from ._pki import CertificateAuthority, cert_pem, key_pem, write_private, write_public
+from ._pebbles import HOST_PEBBLE, _upstream
 from ._process import free_port
 
-PEBBLE = os.environ.get('INGRESS_LAB_PEBBLE', '/usr/bin/pebble')
+PROFILES = {'default': 90 * 86400, 'shortlived': 6 * 86400}
+EAB_KID = 'kid-lab'
 
 
 class Pebble(Component):
@@ -25,8 +34,14 @@ class Pebble(Component):
 
     name = 'acme'
 
-    def __init__(self, state_dir: str, ca: CertificateAuthority, ca_file: str, dns_server: str) -> None:
+    def __init__(self, state_dir: str, ca: CertificateAuthority, ca_file: str, dns_server: str,
+                 binary: str = HOST_PEBBLE, version: str = '2.4', eab: bool = False) -> None:
         super().__init__(state_dir)
+        self.binary = binary
+        self.version = version
+        self.profiles = PROFILES if _upstream(version) >= (2, 10) else {}
+        # The MAC key as pebble and community.crypto take it: base64url, no padding.
+        self.eab_hmac = base64.urlsafe_b64encode(secrets.token_bytes(32)).rstrip(b'=').decode() if eab else None
         self.ca = ca
         self.ca_file = ca_file
         self.dns_server = dns_server
@@ -73,13 +88,19 @@ class Pebble(Component):
             'httpPort': free_port(self.address),
             'tlsPort': free_port(self.address),
             'ocspResponderURL': '',
-            'externalAccountBindingRequired': False,
+            'externalAccountBindingRequired': self.eab_hmac is not None,
         }}
+        if self.eab_hmac:
+            config['pebble']['externalAccountMACKeys'] = {EAB_KID: self.eab_hmac}
+        if self.profiles:
+            config['pebble']['profiles'] = {
+                name: {'description': f'lab profile {name}', 'validityPeriod': seconds}
+                for name, seconds in self.profiles.items()}
         with open(self.config, 'w', encoding='utf-8') as out:
             json.dump(config, out, indent=2)
 
     def argv(self) -> list[str]:
-        return [PEBBLE, '-config', self.config, '-dnsserver', self.dns_server]
+        return [self.binary, '-config', self.config, '-dnsserver', self.dns_server]
 
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -120,6 +141,10 @@ class Pebble(Component):
             'issuer_root': self.issuer_root,
             'issuer_intermediate': self.issuer_intermediate,
             'dns_server': self.dns_server,
+            'version': self.version,
+            # Profile name -> validity in seconds ({} before pebble 2.10).
+            'profiles': dict(self.profiles),
+            'eab': {'kid': EAB_KID, 'hmac': self.eab_hmac} if self.eab_hmac else None,
             'config': self.config,
             'log': self.log_path,
         }

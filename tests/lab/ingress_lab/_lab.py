@@ -15,6 +15,7 @@ import tempfile
 import time
 
 from ._acme import Pebble
+from ._pebbles import pebble_binary
 from ._component import Component
 from ._dns import Bind9
 from ._errors import LabError
@@ -105,13 +106,16 @@ class Lab:
     bind9). Instance 1 always runs in master-worker mode (so ``master_cli`` is
     usable); ``master_worker=True`` runs every instance that way. ``haproxy``
     picks the HAProxy version ('2.6', '3.0', '3.2', '3.4'; default
-    $INGRESS_HAPROXY_VERSION, else 2.6, the host's).
+    $INGRESS_HAPROXY_VERSION, else 2.6, the host's). ``pebble`` picks pebble
+    ('2.4', the host's, default; '2.10', Debian sid's, with profiles and ARI);
+    ``acme_eab`` makes pebble require External Account Binding.
     """
 
     def __init__(self, root: str = DEFAULT_ROOT, instances: int = 3, dns: bool = False,
                  acme: bool = False, master_worker: bool = False, preload: int = 0,
                  bufsize: int | None = None, nbthread: int | None = None,
-                 keep: bool = False, timeout: float = 30.0, haproxy: str | None = None) -> None:
+                 keep: bool = False, timeout: float = 30.0, haproxy: str | None = None,
+                 pebble: str | None = None, acme_eab: bool = False) -> None:
         if not 1 <= instances <= MAX_INSTANCES:
             raise LabError(f'instances must be between 1 and {MAX_INSTANCES}, got {instances}')
         if preload < 0:
@@ -127,6 +131,8 @@ class Lab:
         self.keep = keep
         self.timeout = timeout
         self.build = build_for(haproxy)
+        self.pebble = pebble
+        self.acme_eab = acme_eab
         self.state_dir = ''
         self.state: dict = {}
         self._daemons: list[Daemon] = []
@@ -201,7 +207,9 @@ class Lab:
         if self.acme and dns:  # acme implies dns (see __init__)
             # pebble needs bind9's port, chosen in dns.prepare(): prepare dns first.
             dns.prepare()
-            acme = Pebble(self.state_dir, ca, ca_cert, f'{dns.server}:{dns.port}')
+            binary, pebble_version = pebble_binary(self.pebble)
+            acme = Pebble(self.state_dir, ca, ca_cert, f'{dns.server}:{dns.port}',
+                          binary=binary, version=pebble_version, eab=self.acme_eab)
             components.append(acme)
 
         self._run(components, prepared={dns} if acme else set())

@@ -198,6 +198,21 @@ def test_acme_profile_problem_names_the_variable_and_what_the_ca_offers():
         assert "offers no profiles" in role.acme_profile_problem(directory, "shortlived", "https://ca/dir")
 
 
+def test_acme_eab_problem_names_the_variables_and_never_the_key():
+    requiring = {"newOrder": "x", "meta": {"externalAccountRequired": True}}
+    assert role.acme_eab_problem(requiring, "kid-1", "c2VjcmV0", "https://ca/dir") == ""
+    assert role.acme_eab_problem({"newOrder": "x"}, "", "", "https://ca/dir") == ""
+    assert role.acme_eab_problem({"meta": {"externalAccountRequired": False}}, "", "", "https://ca/dir") == ""
+    assert role.acme_eab_problem(requiring, "", "", "https://ca/dir") == (
+        "the ACME CA at https://ca/dir requires External Account Binding: set certificates_acme_eab_kid and "
+        "certificates_acme_eab_hmac_key (the key ID and MAC key your CA account shows). Nothing was ordered.")
+    half = role.acme_eab_problem({"newOrder": "x"}, "", "c2VjcmV0", "https://ca/dir")
+    assert half.startswith("certificates_acme_eab_hmac_key is set but certificates_acme_eab_kid is empty")
+    assert "c2VjcmV0" not in half
+    assert role.acme_eab_problem(None, "kid-1", "", "https://ca/dir").startswith(
+        "certificates_acme_eab_kid is set but certificates_acme_eab_hmac_key is empty")
+
+
 def test_renewal_is_forced_only_when_asked(tmp_path):
     # The trap: -e certificates_force_renew=false forced a renewal. settings() makes it a real False.
     _write_certificate(tmp_path / "live" / "www", ["www.lab.test"], 60)
