@@ -430,6 +430,29 @@ def _iso(moment: datetime.datetime) -> str:
     return moment.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+ARI_MODULE = "community.crypto.acme_ari_info"
+
+
+def ari_unavailable(directory: t.Any) -> str:
+    """Why the CA's renewal information cannot be asked ('' when it can): the CA or the installed community.crypto.
+
+    `directory` is the ACME directory fetch's result (ansible.builtin.uri).
+    """
+    body = directory.get("json") if isinstance(directory, dict) else None
+    if not isinstance(body, dict) or "newOrder" not in body:
+        status = directory.get("status", "none") if isinstance(directory, dict) else "none"
+        return ("the CA was not asked for renewal information (ARI): its directory did not answer "
+                f"(HTTP status {status})")
+    if "renewalInfo" not in body:
+        return "the CA offers no renewal information (ARI)"
+    from ansible.plugins.loader import module_loader  # only on the controller, inside a run
+
+    if not module_loader.find_plugin_with_context(ARI_MODULE).resolved:
+        return (f"the CA offers renewal information (ARI) but the installed community.crypto has no {ARI_MODULE} "
+                "(2.20.0 or later asks it; certificates_acme_ari false silences this)")
+    return ""
+
+
 def ari_path(store_dir: str, name: str) -> str:
     """Where the CA's last renewal information for a certificate is kept (next to its cert.pem)."""
     return os.path.join(store_dir, "live", name, "ari.json")

@@ -305,6 +305,18 @@ def test_ari_failures_and_a_ca_without_it_leave_the_lifetime_rule(tmp_path):
     assert not off["www"]["ari_ask"] and "ARI" not in off["www"]["note"]
 
 
+def test_ari_unavailable_says_why_the_ca_is_not_asked(monkeypatch):
+    assert role.ari_unavailable({"status": 200, "json": {"newOrder": "x"}}) == (
+        "the CA offers no renewal information (ARI)")
+    assert role.ari_unavailable({"status": -1, "msg": "refused"}) == (
+        "the CA was not asked for renewal information (ARI): its directory did not answer (HTTP status -1)")
+    # community.crypto before 2.20 has no acme_ari_info: the run says so instead of failing to load the task.
+    monkeypatch.setattr(role, "ARI_MODULE", "community.crypto.no_such_module_here")
+    assert role.ari_unavailable({"status": 200, "json": {"newOrder": "x", "renewalInfo": "y"}}).startswith(
+        "the CA offers renewal information (ARI) but the installed community.crypto has no "
+        "community.crypto.no_such_module_here (2.20.0 or later asks it")
+
+
 def test_ari_moment_spreads_over_the_window_and_stays_put():
     start = datetime.datetime(2027, 1, 1, tzinfo=datetime.timezone.utc)
     end = start + datetime.timedelta(days=2)
