@@ -81,8 +81,16 @@ SOURCES = ("acme", "certbot", "tls_secret", "files")
 FILE_SOURCE_KEYS = ("certificate", "chain", "fullchain", "privatekey", "privatekey_passphrase")
 ITEM_KEYS = (
     "name", "domains", "haproxy_path", "crt_list", "crt_list_options", "sni_filters", "state",
-    "verify_servername", "certbot_live", "tls_secret_dir", "challenge_zone",
+    "verify_servername", "certbot_live", "tls_secret_dir", "challenge_zone", "key_types", "haproxy_paths",
 ) + FILE_SOURCE_KEYS
+# certificates_items[].key_types: name -> (certificates_key_type, curve, size, served key type, path suffix)
+KEY_TYPE_SPECS = {
+    "ec256": ("ECC", "secp256r1", None, "EC", ".ecdsa"),
+    "ec384": ("ECC", "secp384r1", None, "EC", ".ecdsa"),
+    "rsa2048": ("RSA", "", 2048, "RSA", ".rsa"),
+    "rsa3072": ("RSA", "", 3072, "RSA", ".rsa"),
+    "rsa4096": ("RSA", "", 4096, "RSA", ".rsa"),
+}
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
@@ -296,16 +304,64 @@ def select(items: t.Any, only: t.Any, source: str) -> list[dict[str, t.Any]]:
         normalised.update(name=name, haproxy_path=path, state=state, sni_filters=list(sni_filters),
                           domains=[domain.lower() for domain in domains],
                           challenge_zone=challenge_zone.strip().strip(".").lower(),
-                          crt_list_options=_bare_options(item.get("crt_list_options")))
-        selected.append(normalised)
+                          crt_list_options=_bare_options(item.get("crt_list_options")),
+                          key_types=[], haproxy_paths={}, group=name, key_type="", key_curve="", key_size=None,
+                          served_key_type="")
+        selected.extend(_per_key_type(index, item, normalised, source))
     only = [] if only in (None, "") else ([only] if isinstance(only, str) else list(only))
-    unknown = [name for name in only if name not in seen]
+    known = set(seen) | {entry["name"] for entry in selected}
+    unknown = [name for name in only if name not in known]
     if unknown:
         raise CertificatesRoleError(
             f"certificates_only names {', '.join(map(str, unknown))}, which certificates_items does not hold "
             f"(known: {', '.join(seen)})."
         )
-    return [item for item in selected if not only or item["name"] in only]
+    return [item for item in selected if not only or item["name"] in only or item["group"] in only]
+
+
+def _per_key_type(index: int, item: dict, normalised: dict, source: str) -> list[dict]:
+    """An item with key_types as one certificate per type (`NAME.TYPE`, its own HAProxy path, same names and SNI).
+
+    Every later step (renew, bundle, persist, push, verify, report) handles
+    them as separate certificates; `group` keeps the item's name for
+    certificates_only, `served_key_type` makes verify ask as a client that can
+    use only that kind of key.
+    """
+    key_types = item.get("key_types") or []
+    paths = item.get("haproxy_paths") or {}
+    if isinstance(key_types, str):
+        key_types = [key_types]
+    if not isinstance(key_types, list) or not all(isinstance(kind, str) for kind in key_types):
+        raise _item_error(index, item, "key_types must be a list like [ec256, rsa2048]")
+    if not isinstance(paths, dict):
+        raise _item_error(index, item, "haproxy_paths must map key types to paths, like {rsa2048: /etc/haproxy/certs/x.rsa.pem}")
+    if not key_types:
+        if paths:
+            raise _item_error(index, item, "haproxy_paths is set but key_types is empty")
+        return [normalised]
+    unknown = [kind for kind in key_types if kind not in KEY_TYPE_SPECS]
+    if unknown:
+        raise _item_error(index, item, f"key_types: unknown {', '.join(unknown)} (known: {', '.join(KEY_TYPE_SPECS)})")
+    if len(set(key_types)) != len(key_types):
+        raise _item_error(index, item, "key_types lists a type twice")
+    if source != "acme":
+        raise _item_error(index, item, "key_types needs certificates_source acme (the role orders one certificate per type)")
+    stray = sorted(set(paths) - set(key_types))
+    if stray:
+        raise _item_error(index, item, f"haproxy_paths names {', '.join(map(str, stray))}, not in key_types")
+    expanded, used = [], {}
+    for kind in key_types:
+        key_type, curve, size, served, suffix = KEY_TYPE_SPECS[kind]
+        path = paths.get(kind) or normalised["haproxy_path"] + suffix
+        if not isinstance(path, str) or not path.startswith("/"):
+            raise _item_error(index, item, f"haproxy_paths.{kind} must be an absolute path, not {path!r}")
+        if path in used:
+            raise _item_error(index, item, f"key types {used[path]} and {kind} would both be {path}: "
+                                           "name one of them in haproxy_paths")
+        used[path] = kind
+        expanded.append(dict(normalised, name=f"{normalised['name']}.{kind}", haproxy_path=path, key_types=[kind],
+                             key_type=key_type, key_curve=curve, key_size=size, served_key_type=served))
+    return expanded
 
 
 def _bare_options(options: t.Any) -> str:
@@ -574,15 +630,18 @@ def renewal_decisions(selected: list[dict], store_dir: str, key_type: str, key_c
     from cryptography import x509
 
     now = now or datetime.datetime.now(datetime.timezone.utc)
-    wanted_key = "ECC:" + key_curve if key_type == "ECC" else key_type
     decisions = {}
     for item in selected:
         if item["state"] != "present":
             continue
         live = os.path.join(store_dir, "live", item["name"])
         wanted = sorted(set(item["domains"]))
+        item_key_type = item.get("key_type") or key_type
+        item_curve = item.get("key_curve") or key_curve
+        wanted_key = "ECC:" + item_curve if item_key_type == "ECC" else item_key_type
         decision = {"name": item["name"], "domains": wanted, "reason": "", "note": "", "days_left": None,
-                    "due": True, "serial": "", "ari_ask": False, "replaces": False}
+                    "due": True, "serial": "", "ari_ask": False, "replaces": False,
+                    "key_type": item_key_type, "key_curve": item_curve, "key_size": item.get("key_size")}
         answer = None
         if not os.path.exists(os.path.join(live, "cert.pem")):
             decision["reason"] = "no certificate yet"
@@ -1087,6 +1146,9 @@ def handshake_targets(found: t.Mapping[str, dict], selected: list[dict], known_b
                 re.sub(r"^\*\.", "ingress-haproxy-verify.", names[0]) if names else "")
             target = {"name": f"{name}/{item['name']}", "address": instance["verify_host"],
                       "port": instance["verify_port"], "servername": sni}
+            if item.get("served_key_type"):
+                # One of a pair: ask as a client that can use only this kind of key, so HAProxy presents this one.
+                target["key_type"] = item["served_key_type"]
             if bundle.get("fingerprint"):
                 target["expected_fingerprint"] = bundle["fingerprint"]
             targets.append(target)

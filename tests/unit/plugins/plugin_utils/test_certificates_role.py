@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import datetime
+import re
 
 import pytest
 from cryptography import x509
@@ -104,6 +105,53 @@ def test_select_refuses_bad_lists_naming_the_entry(items, only, message):
     with pytest.raises(CertificatesRoleError) as failure:
         role.select(items, only, "acme")
     assert message in str(failure.value)
+
+
+def test_key_types_make_one_certificate_per_type_with_its_own_path_key_and_handshake(tmp_path):
+    dual = {"name": "dual", "domains": ["dual.lab.test"], "haproxy_path": "/c/dual.pem", "crt_list": "/c/list.txt",
+            "sni_filters": ["dual.lab.test"], "key_types": ["ec256", "rsa2048"],
+            "haproxy_paths": {"rsa2048": "/c/dual-rsa.pem"}}
+    selected = role.select(ITEMS + [dual], [], "acme")
+    pair = [item for item in selected if item["group"] == "dual"]
+    assert [(item["name"], item["haproxy_path"], item["key_type"], item["key_curve"], item["key_size"],
+             item["served_key_type"]) for item in pair] == [
+        ("dual.ec256", "/c/dual.pem.ecdsa", "ECC", "secp256r1", None, "EC"),
+        ("dual.rsa2048", "/c/dual-rsa.pem", "RSA", "", 2048, "RSA")]
+    # The same names, crt-list and SNI filters for both.
+    assert {(tuple(item["domains"]), item["crt_list"], tuple(item["sni_filters"])) for item in pair} == {
+        (("dual.lab.test",), "/c/list.txt", ("dual.lab.test",))}
+    # certificates_only selects the pair by the item's name, or one of it.
+    assert [item["name"] for item in role.select(ITEMS + [dual], ["dual"], "acme")] == ["dual.ec256", "dual.rsa2048"]
+    assert [item["name"] for item in role.select(ITEMS + [dual], ["dual.rsa2048"], "acme")] == ["dual.rsa2048"]
+    # Each is due with its own key type; an RSA certificate where ECDSA is wanted is renewed.
+    _write_certificate(tmp_path / "live" / "dual.rsa2048", ["dual.lab.test"], 60, days_used=30)
+    decisions = role.renewal_decisions(pair, str(tmp_path), "ECC", "secp256r1", None, False)
+    assert decisions["dual.ec256"]["reason"] == "no certificate yet"
+    assert (decisions["dual.ec256"]["key_type"], decisions["dual.ec256"]["key_curve"]) == ("ECC", "secp256r1")
+    assert decisions["dual.rsa2048"]["reason"] == "key type changed: ECC:secp256r1 -> RSA"
+    assert (decisions["dual.rsa2048"]["key_type"], decisions["dual.rsa2048"]["key_size"]) == ("RSA", 2048)
+    # Verify asks as a client that can use only that kind of key.
+    found = {"h1": {"verify_host": "127.0.0.11", "verify_port": 443}}
+    targets = role.handshake_targets(found, pair, {})
+    assert [(target["name"], target["servername"], target["key_type"]) for target in targets] == [
+        ("h1/dual.ec256", "dual.lab.test", "EC"), ("h1/dual.rsa2048", "dual.lab.test", "RSA")]
+    assert "key_type" not in role.handshake_targets(found, selected[:1], {})[0]
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"key_types": ["ed25519"]}, "key_types: unknown ed25519 (known: ec256, ec384, rsa2048, rsa3072, rsa4096)"),
+    ({"key_types": ["ec256", "ec256"]}, "key_types lists a type twice"),
+    ({"key_types": ["ec256", "ec384"]}, "key types ec256 and ec384 would both be /c/dual.pem.ecdsa: name one of them"),
+    ({"key_types": ["ec256"], "haproxy_paths": {"rsa2048": "/x"}}, "haproxy_paths names rsa2048, not in key_types"),
+    ({"haproxy_paths": {"rsa2048": "/x"}}, "haproxy_paths is set but key_types is empty"),
+    ({"key_types": ["rsa2048"], "haproxy_paths": {"rsa2048": "x.pem"}}, "haproxy_paths.rsa2048 must be an absolute path"),
+])
+def test_key_types_mistakes_are_named(change, message):
+    item = dict({"name": "dual", "domains": ["dual.lab.test"], "haproxy_path": "/c/dual.pem"}, **change)
+    with pytest.raises(CertificatesRoleError, match=re.escape(message)):
+        role.select([item], [], "acme")
+    with pytest.raises(CertificatesRoleError, match="key_types needs certificates_source acme"):
+        role.select([dict(item, key_types=["ec256"], haproxy_paths={})], [], "files")
 
 
 class _FakeZones:
