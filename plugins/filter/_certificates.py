@@ -44,8 +44,8 @@ from ansible.errors import AnsibleFilterError
 from ansible_collections.ingress.haproxy.plugins.plugin_utils import _certificates_role as role
 
 DECISIONS = frozenset((
-    "settings", "acme_contact", "acme_terms_problem", "acme_profile_problem", "acme_eab_problem", "select", "zone_problem", "renewal_decisions",
-    "challenge_records", "rfc2136_hint", "bundle_entries", "bundle_read_entries", "bundles",
+    "settings", "acme_contact", "acme_terms_problem", "acme_profile_problem", "acme_eab_problem", "select", "challenge_plan", "renewal_decisions",
+    "ari_unavailable", "ari_answers", "ari_store_entries", "challenge_records", "rfc2136_hint", "bundle_entries", "bundle_read_entries", "bundles",
     "bundle_failure", "persist_hosts", "instances", "push_endpoints", "push_certificates", "push_outcome",
     "persist_plan", "persisted", "persisted_on_play_hosts", "handshake_targets", "verify_outcome", "report", "report_lines", "status_rows",
     "status_lines", "keep_previous_entries", "rollout_plan", "rollout_plan_lines", "wave_instances", "wave_verdict", "rollback_plan",

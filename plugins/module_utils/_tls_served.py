@@ -33,6 +33,9 @@ from ansible_collections.ingress.haproxy.plugins.module_utils._errors import Ing
 DEFAULT_TIMEOUT = 5.0
 DEFAULT_CONCURRENCY = 16
 _FINGERPRINT_RE = re.compile(r"^[0-9A-F]{40}$")
+# A target's key_type: what the client can use of the server's key ("any": whatever the server prefers).
+KEY_TYPES = ("any", "EC", "RSA")
+_KEY_TYPE_CIPHERS = {"EC": "ECDHE+aECDSA", "RSA": "ECDHE+aRSA"}
 
 
 class ServedCertError(IngressError):
@@ -76,6 +79,8 @@ class Target:
     servername: str
     expected_fingerprint: str | None = None
     name: str | None = None
+    # "EC" or "RSA": the client can use only that kind of server key (see client_context); None: any.
+    key_type: str | None = None
 
     @property
     def hostport(self) -> str:
@@ -87,6 +92,8 @@ class Target:
     def label(self) -> str:
         """How messages name the target: its name (if any), the SNI name and where it was asked."""
         where = "%s at %s" % (self.servername, self.hostport) if self.servername else "%s (no SNI)" % self.hostport
+        if self.key_type:
+            where += ", %s key only" % self.key_type
         return "%s (%s)" % (self.name, where) if self.name else where
 
 
@@ -126,19 +133,35 @@ def make_target(spec: dict, *, index: int) -> Target:
     if expected is not None:
         expected = normalize_fingerprint(expected, where=where)
     name = spec.get("name")
-    return Target(address, port, servername, expected, str(name) if name not in (None, "") else None)
+    key_type = str(spec.get("key_type") or "any").strip()
+    if key_type not in KEY_TYPES:
+        raise TargetSpecError("%s: key_type %r is not one of %s" % (where, key_type, ", ".join(KEY_TYPES)))
+    return Target(address, port, servername, expected, str(name) if name not in (None, "") else None,
+                  None if key_type == "any" else key_type)
 
 
-def client_context(*, validate: bool, ca_file: str | None) -> ssl.SSLContext:
-    """A client context: trusting nothing is checked unless ``validate``; then the chain (against ``ca_file``) and the name."""
+def client_context(*, validate: bool, ca_file: str | None, key_type: str | None = None) -> ssl.SSLContext:
+    """A client context: trusting nothing is checked unless ``validate``; then the chain (against ``ca_file``) and the name.
+
+    With ``key_type`` the client speaks TLS 1.2 with only the cipher suites of
+    that server key (ECDHE+aECDSA or ECDHE+aRSA): a server holding an ECDSA and
+    an RSA certificate for one name (HAProxy picks by what the client can use)
+    must present that one, as an old client that cannot verify ECDSA sees it.
+    TLS 1.3 cipher suites say nothing of the key, and Python cannot narrow the
+    signature algorithms, hence TLS 1.2.
+    """
     if validate:
         try:
-            return ssl.create_default_context(cafile=ca_file or None)
+            context = ssl.create_default_context(cafile=ca_file or None)
         except (OSError, ssl.SSLError) as exc:
             raise TargetSpecError("ca_file %s cannot be loaded: %s" % (ca_file, getattr(exc, "strerror", None) or exc))
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
+    else:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    if key_type:
+        context.maximum_version = ssl.TLSVersion.TLSv1_2
+        context.set_ciphers(_KEY_TYPE_CIPHERS[key_type])
     return context
 
 
@@ -200,7 +223,9 @@ class Handshake:
     seconds: float
 
 
-def _handshake(target: Target, validating: ssl.SSLContext | None, plain: ssl.SSLContext, timeout: float) -> Handshake:
+def _handshake(target: Target, contexts: dict, validate: bool, timeout: float) -> Handshake:
+    validating = contexts[(True, target.key_type)] if validate else None
+    plain = contexts[(False, target.key_type)]
     started = time.monotonic()
     verified = None
     try:
@@ -236,13 +261,16 @@ def handshake_all(
         raise TargetSpecError("timeout must be more than 0 seconds, not %g" % timeout)
     if concurrency < 1:
         raise TargetSpecError("concurrency must be at least 1, not %d" % concurrency)
-    plain = client_context(validate=False, ca_file=None)
-    validating = client_context(validate=True, ca_file=ca_file) if validate else None
+    contexts = {}
+    for key_type in {None} | {target.key_type for target in targets}:
+        contexts[(False, key_type)] = client_context(validate=False, ca_file=None, key_type=key_type)
+        if validate:
+            contexts[(True, key_type)] = client_context(validate=True, ca_file=ca_file, key_type=key_type)
     if not targets:
         return []
     workers = min(concurrency, len(targets))
     with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(lambda target: _handshake(target, validating, plain, timeout), targets))
+        return list(pool.map(lambda target: _handshake(target, contexts, validate, timeout), targets))
 
 
 def served_entry(handshake: Handshake, *, now=None) -> dict:
@@ -253,6 +281,7 @@ def served_entry(handshake: Handshake, *, now=None) -> dict:
         "address": target.address,
         "port": target.port,
         "servername": target.servername,
+        "client_key_type": target.key_type or "any",
         "expected_fingerprint": target.expected_fingerprint,
         "serial": None,
         "fingerprint": None,

@@ -59,6 +59,15 @@ options:
         description:
           - A label for this target, returned as it is and used in messages (for example V(h1/www)).
         type: str
+      key_type:
+        description:
+          - What kind of server key the client can use. V(any) is a modern client (TLS 1.3, every cipher suite).
+          - V(EC) or V(RSA) makes a TLS 1.2 handshake offering only the ECDHE-ECDSA or only the ECDHE-RSA cipher
+            suites, so a server holding an ECDSA and an RSA certificate for the same name (HAProxy picks by what the
+            client can use) must present that one.
+        type: str
+        choices: [any, EC, RSA]
+        default: any
   timeout:
     description:
       - Seconds allowed for each target's TCP connect plus TLS handshake (a deadline for both together, not per read).
@@ -161,6 +170,10 @@ served:
       description: The SNI name sent (empty for none).
       type: str
       sample: www.example.com
+    client_key_type:
+      description: The target's O(targets[].key_type) (V(any), V(EC) or V(RSA)).
+      type: str
+      sample: any
     expected_fingerprint:
       description: O(targets[].expected_fingerprint), normalised to uppercase hex, or V(null).
       type: str
@@ -235,6 +248,7 @@ TARGET_SPEC = dict(
     servername=dict(type="str", default=""),
     expected_fingerprint=dict(type="str"),
     name=dict(type="str"),
+    key_type=dict(type="str", choices=list(_tls_served.KEY_TYPES), default="any"),
 )
 
 

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import base64
 import datetime
+import hashlib
+import json
 import os
 import posixpath
 import re
@@ -31,6 +33,7 @@ from ansible.module_utils.parsing.convert_bool import BOOLEANS_FALSE, BOOLEANS_T
 from ansible_collections.ingress.haproxy.plugins.module_utils import _runtime_api as api
 from ansible_collections.ingress.haproxy.plugins.module_utils import _ssl_ca_crl
 from ansible_collections.ingress.haproxy.plugins.module_utils._errors import IngressError
+from ansible_collections.ingress.haproxy.plugins.module_utils._pem import format_serial
 from ansible_collections.ingress.haproxy.plugins.module_utils._ssl_cert_converge import Request
 
 
@@ -49,6 +52,7 @@ BOOLEAN_VARIABLES = (
     "certificates_allow_no_instances",
     "certificates_rollback",
     "certificates_crl_allow_expired",
+    "certificates_acme_ari",
 )
 # name -> smallest value allowed
 INTEGER_VARIABLES = {
@@ -77,8 +81,16 @@ SOURCES = ("acme", "certbot", "tls_secret", "files")
 FILE_SOURCE_KEYS = ("certificate", "chain", "fullchain", "privatekey", "privatekey_passphrase")
 ITEM_KEYS = (
     "name", "domains", "haproxy_path", "crt_list", "crt_list_options", "sni_filters", "state",
-    "verify_servername", "certbot_live", "tls_secret_dir",
+    "verify_servername", "certbot_live", "tls_secret_dir", "challenge_zone", "key_types", "haproxy_paths",
 ) + FILE_SOURCE_KEYS
+# certificates_items[].key_types: name -> (certificates_key_type, curve, size, served key type, path suffix)
+KEY_TYPE_SPECS = {
+    "ec256": ("ECC", "secp256r1", None, "EC", ".ecdsa"),
+    "ec384": ("ECC", "secp384r1", None, "EC", ".ecdsa"),
+    "rsa2048": ("RSA", "", 2048, "RSA", ".rsa"),
+    "rsa3072": ("RSA", "", 3072, "RSA", ".rsa"),
+    "rsa4096": ("RSA", "", 4096, "RSA", ".rsa"),
+}
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
@@ -285,19 +297,71 @@ def select(items: t.Any, only: t.Any, source: str) -> list[dict[str, t.Any]]:
         sni_filters = item.get("sni_filters") or []
         if isinstance(sni_filters, str):
             sni_filters = sni_filters.split()
+        challenge_zone = item.get("challenge_zone") or ""
+        if not isinstance(challenge_zone, str):
+            raise _item_error(index, item, f"challenge_zone must be a DNS zone name, not {challenge_zone!r}")
         normalised = {key: item.get(key) or "" for key in ITEM_KEYS}
         normalised.update(name=name, haproxy_path=path, state=state, sni_filters=list(sni_filters),
                           domains=[domain.lower() for domain in domains],
-                          crt_list_options=_bare_options(item.get("crt_list_options")))
-        selected.append(normalised)
+                          challenge_zone=challenge_zone.strip().strip(".").lower(),
+                          crt_list_options=_bare_options(item.get("crt_list_options")),
+                          key_types=[], haproxy_paths={}, group=name, key_type="", key_curve="", key_size=None,
+                          served_key_type="")
+        selected.extend(_per_key_type(index, item, normalised, source))
     only = [] if only in (None, "") else ([only] if isinstance(only, str) else list(only))
-    unknown = [name for name in only if name not in seen]
+    known = set(seen) | {entry["name"] for entry in selected}
+    unknown = [name for name in only if name not in known]
     if unknown:
         raise CertificatesRoleError(
             f"certificates_only names {', '.join(map(str, unknown))}, which certificates_items does not hold "
             f"(known: {', '.join(seen)})."
         )
-    return [item for item in selected if not only or item["name"] in only]
+    return [item for item in selected if not only or item["name"] in only or item["group"] in only]
+
+
+def _per_key_type(index: int, item: dict, normalised: dict, source: str) -> list[dict]:
+    """An item with key_types as one certificate per type (`NAME.TYPE`, its own HAProxy path, same names and SNI).
+
+    Every later step (renew, bundle, persist, push, verify, report) handles
+    them as separate certificates; `group` keeps the item's name for
+    certificates_only, `served_key_type` makes verify ask as a client that can
+    use only that kind of key.
+    """
+    key_types = item.get("key_types") or []
+    paths = item.get("haproxy_paths") or {}
+    if isinstance(key_types, str):
+        key_types = [key_types]
+    if not isinstance(key_types, list) or not all(isinstance(kind, str) for kind in key_types):
+        raise _item_error(index, item, "key_types must be a list like [ec256, rsa2048]")
+    if not isinstance(paths, dict):
+        raise _item_error(index, item, "haproxy_paths must map key types to paths, like {rsa2048: /etc/haproxy/certs/x.rsa.pem}")
+    if not key_types:
+        if paths:
+            raise _item_error(index, item, "haproxy_paths is set but key_types is empty")
+        return [normalised]
+    unknown = [kind for kind in key_types if kind not in KEY_TYPE_SPECS]
+    if unknown:
+        raise _item_error(index, item, f"key_types: unknown {', '.join(unknown)} (known: {', '.join(KEY_TYPE_SPECS)})")
+    if len(set(key_types)) != len(key_types):
+        raise _item_error(index, item, "key_types lists a type twice")
+    if source != "acme":
+        raise _item_error(index, item, "key_types needs certificates_source acme (the role orders one certificate per type)")
+    stray = sorted(set(paths) - set(key_types))
+    if stray:
+        raise _item_error(index, item, f"haproxy_paths names {', '.join(map(str, stray))}, not in key_types")
+    expanded, used = [], {}
+    for kind in key_types:
+        key_type, curve, size, served, suffix = KEY_TYPE_SPECS[kind]
+        path = paths.get(kind) or normalised["haproxy_path"] + suffix
+        if not isinstance(path, str) or not path.startswith("/"):
+            raise _item_error(index, item, f"haproxy_paths.{kind} must be an absolute path, not {path!r}")
+        if path in used:
+            raise _item_error(index, item, f"key types {used[path]} and {kind} would both be {path}: "
+                                           "name one of them in haproxy_paths")
+        used[path] = kind
+        expanded.append(dict(normalised, name=f"{normalised['name']}.{kind}", haproxy_path=path, key_types=[kind],
+                             key_type=key_type, key_curve=curve, key_size=size, served_key_type=served))
+    return expanded
 
 
 def _bare_options(options: t.Any) -> str:
@@ -308,15 +372,67 @@ def _bare_options(options: t.Any) -> str:
     return text
 
 
-def zone_problem(selected: list[dict], zone: str) -> str:
-    """The domains whose _acme-challenge record cannot be written in the RFC 2136 zone, as a message ('' if none)."""
+def _in_zone(name: str, zone: str) -> bool:
+    name = name.rstrip(".")
+    return name == zone or name.endswith("." + zone)
+
+
+def challenge_plan(selected: list[dict], due_names: t.Iterable[str], server: str, port: int, zone: str,
+                   timeout: float, dns_client: t.Any = None) -> dict[str, t.Any]:
+    """Where each due domain's DNS-01 TXT record is written: `{records: {RECORD: {target, zone}}, problem}`.
+
+    `_acme-challenge.DOMAIN` is followed through its CNAMEs (see _challenge_dns);
+    the TXT goes to the last name, in the item's `challenge_zone` when set,
+    else in `certificates_rfc2136_zone` when it lies there, else in the zone the
+    RFC 2136 server holds for it. `problem` names every domain whose record has
+    no such place ('' when all have one); then nothing is ordered.
+    """
+    from ansible_collections.ingress.haproxy.plugins.plugin_utils._challenge_dns import (
+        ChallengeDns, ChallengeDnsError)
+
     zone = zone.strip().rstrip(".").lower()
-    outside = [domain for item in selected if item["state"] == "present" for domain in item["domains"]
-               if not (domain.rstrip(".") == zone or domain.rstrip(".").endswith("." + zone))]
-    if not outside:
-        return ""
-    return (f"{', '.join(outside)} not in zone {zone} (certificates_rfc2136_zone): their _acme-challenge records "
-            "cannot be written there. Nothing was ordered.")
+    due = set(due_names)
+    records: dict[str, dict] = {}
+    problems = []
+    client = None
+    for item in selected:
+        if item["state"] != "present" or item["name"] not in due:
+            continue
+        for domain in item["domains"]:
+            bare = domain.rstrip(".")
+            record = "_acme-challenge." + (bare[2:] if bare.startswith("*.") else bare) + "."
+            if record in records:
+                continue
+            try:
+                client = client or dns_client or ChallengeDns(server, port, timeout)
+                # The system resolver is asked only for names outside the RFC 2136 zone: inside it the server must answer.
+                chain = client.target(record, ask_system=not _in_zone(record, zone))
+                target = chain[-1]
+                if item["challenge_zone"]:
+                    target_zone = item["challenge_zone"]
+                    if not _in_zone(target, target_zone):
+                        raise ChallengeDnsError(
+                            f"{' -> '.join(chain)} does not end in zone {target_zone} "
+                            f"(certificates_items entry {item['name']}, challenge_zone)")
+                elif _in_zone(target, zone):
+                    target_zone = zone
+                elif len(chain) == 1:
+                    raise ChallengeDnsError(
+                        f"{domain} not in zone {zone} (certificates_rfc2136_zone) and {record} is no CNAME into "
+                        "another zone: its _acme-challenge record cannot be written there")
+                else:
+                    target_zone = client.zone_of(target) or ""
+                    if not target_zone:
+                        raise ChallengeDnsError(
+                            f"{' -> '.join(chain)}: the RFC 2136 server {server}:{port} holds no zone for {target}; "
+                            f"set challenge_zone in certificates_items entry {item['name']}")
+            except ChallengeDnsError as exc:
+                problems.append(str(exc))
+                continue
+            records[record] = {"target": target, "zone": target_zone, "chain": chain}
+    problem = ("; ".join(problems) + ("" if problems[-1].endswith(".") else ".") + " Nothing was ordered."
+               if problems else "")
+    return {"records": records, "problem": problem}
 
 
 # --- renew -------------------------------------------------------------------------------------------------
@@ -346,9 +462,152 @@ def _days(seconds: float) -> str:
     return text[:-2] if text.endswith(".0") else text
 
 
+# RFC 9773 asks clients to wait as long as the CA's Retry-After says; a CA that sends none is asked again after this.
+ARI_DEFAULT_RETRY_SECONDS = 6 * 3600
+_RFC3339_RE = re.compile(r"^(\d{4}-\d\d-\d\d)[Tt ](\d\d:\d\d:\d\d)(?:\.(\d+))?([Zz]|[+-]\d\d:?\d\d)$")
+
+
+def _parse_time(text: t.Any) -> datetime.datetime:
+    """An RFC 3339 timestamp (as ARI answers carry them, with any number of fraction digits) as an aware datetime."""
+    match = _RFC3339_RE.match(str(text).strip())
+    if not match:
+        raise ValueError(f"{text!r} is not an RFC 3339 timestamp")
+    day, clock, fraction, zone = match.groups()
+    zone = "+00:00" if zone in ("Z", "z") else (zone if ":" in zone else zone[:3] + ":" + zone[3:])
+    fraction = "." + (fraction + "000000")[:6] if fraction else ""
+    return datetime.datetime.fromisoformat(f"{day}T{clock}{fraction}{zone}").astimezone(datetime.timezone.utc)
+
+
+def _format_time(moment: datetime.datetime) -> str:
+    return moment.astimezone(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _iso(moment: datetime.datetime) -> str:
+    return moment.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+ARI_MODULE = "community.crypto.acme_ari_info"
+
+
+def ari_unavailable(directory: t.Any) -> str:
+    """Why the CA's renewal information cannot be asked ('' when it can): the CA or the installed community.crypto.
+
+    `directory` is the ACME directory fetch's result (ansible.builtin.uri).
+    """
+    body = directory.get("json") if isinstance(directory, dict) else None
+    if not isinstance(body, dict) or "newOrder" not in body:
+        status = directory.get("status", "none") if isinstance(directory, dict) else "none"
+        return ("the CA was not asked for renewal information (ARI): its directory did not answer "
+                f"(HTTP status {status})")
+    if "renewalInfo" not in body:
+        return "the CA offers no renewal information (ARI)"
+    from ansible.plugins.loader import module_loader  # only on the controller, inside a run
+
+    if not module_loader.find_plugin_with_context(ARI_MODULE).resolved:
+        return (f"the CA offers renewal information (ARI) but the installed community.crypto has no {ARI_MODULE} "
+                "(2.20.0 or later asks it; certificates_acme_ari false silences this)")
+    return ""
+
+
+def ari_path(store_dir: str, name: str) -> str:
+    """Where the CA's last renewal information for a certificate is kept (next to its cert.pem)."""
+    return os.path.join(store_dir, "live", name, "ari.json")
+
+
+def _stored_ari(path: str) -> dict | None:
+    """The kept renewal information, or None when there is none or it is unreadable (then it is asked again)."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            answer = json.load(handle)
+        for key in ("window_start", "window_end", "next_ask"):
+            _parse_time(answer[key])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return answer if isinstance(answer.get("serial"), str) else None
+
+
+def ari_answers(results: list[dict], now: datetime.datetime | None = None) -> dict[str, dict]:
+    """community.crypto.acme_ari_info's results (looped over the decisions that asked) as the answers to keep.
+
+    An answer names the serial it is for, the window, the CA's explanation
+    URL, when it was asked and when the CA may be asked again (its
+    Retry-After, or 6 hours when it sends none). A failed or malformed answer
+    becomes `{"serial", "problem"}`: the decision says so and the next run asks
+    again.
+    """
+    now = now or datetime.datetime.now(datetime.timezone.utc)
+    answers = {}
+    for result in results:
+        decision = result.get("decision") or {}
+        name, serial = decision.get("name"), decision.get("serial")
+        if not name:
+            continue
+        if result.get("failed") or result.get("skipped"):
+            answers[name] = {"serial": serial, "problem": str(result.get("msg") or "no answer")}
+            continue
+        info = result.get("renewal_info") or {}
+        window = info.get("suggestedWindow") or {}
+        try:
+            start, end = _parse_time(window["start"]), _parse_time(window["end"])
+            if end <= start:
+                raise ValueError("the window ends before it starts")
+            next_ask = (_parse_time(info["retryAfter"]) if info.get("retryAfter")
+                        else now + datetime.timedelta(seconds=ARI_DEFAULT_RETRY_SECONDS))
+        except (KeyError, TypeError, ValueError) as exc:
+            answers[name] = {"serial": serial, "problem": f"unusable renewal information ({exc})"}
+            continue
+        answers[name] = {
+            "serial": serial, "window_start": _iso(start), "window_end": _iso(end),
+            "explanation_url": str(info.get("explanationURL") or ""), "asked": _iso(now), "next_ask": _iso(next_ask),
+        }
+    return answers
+
+
+def ari_store_entries(answers: t.Mapping[str, dict], store_dir: str) -> list[dict]:
+    """The answers worth keeping (not the failed ones), as files to write: `{name, path, content}`."""
+    return [{"name": name, "path": ari_path(store_dir, name), "content": json.dumps(answer, indent=2, sort_keys=True)}
+            for name, answer in sorted(answers.items()) if "problem" not in answer]
+
+
+def _ari_moment(serial: str, start: datetime.datetime, end: datetime.datetime) -> datetime.datetime:
+    """The point of the CA's window at which this certificate is renewed.
+
+    RFC 9773 has each client pick a random time in the window so that renewals
+    spread over it; a point drawn from the serial's hash spreads them the same
+    way and stays put from one run to the next.
+    """
+    share = int.from_bytes(hashlib.sha256(serial.encode()).digest()[:8], "big") / 2.0 ** 64
+    return start + (end - start) * share
+
+
+def _ari_decision(decision: dict, answer: dict | None, now: datetime.datetime, asked_now: bool,
+                  unasked_because: str) -> None:
+    """Add the CA's renewal information to a decision that is not otherwise due."""
+    if answer is None:
+        if unasked_because:
+            decision["note"] += f"; {unasked_because}"
+        return
+    if "problem" in answer:
+        decision["note"] += f"; the CA's renewal information (ARI) could not be read: {answer['problem']}"
+        return
+    start, end = _parse_time(answer["window_start"]), _parse_time(answer["window_end"])
+    moment = _ari_moment(decision["serial"], start, end)
+    explained = f" (the CA explains: {answer['explanation_url']})" if answer.get("explanation_url") else ""
+    if now >= moment:
+        decision["reason"] = (f"inside the CA's renewal window (ARI) {_format_time(start)} to {_format_time(end)}"
+                              f"{explained}")
+        return
+    asked = ("asked now" if asked_now
+             else f"asked {_format_time(_parse_time(answer['asked']))}, asked again after "
+                  f"{_format_time(_parse_time(answer['next_ask']))} (the CA's Retry-After)")
+    decision["note"] += (f"; ARI window opens {_format_time(start)}, renewing at {_format_time(moment)}"
+                         f"{explained} ({asked})")
+
+
 def renewal_decisions(selected: list[dict], store_dir: str, key_type: str, key_curve: str, renew_days: t.Any,
                       force: bool, renew_before_ratio: float = DEFAULT_RENEW_BEFORE_RATIO,
-                      now: datetime.datetime | None = None) -> dict[str, dict]:
+                      now: datetime.datetime | None = None, ari: bool = False,
+                      ari_answers_now: t.Mapping[str, dict] | None = None, ari_unasked: str = "") -> dict[str, dict]:
     """For every present certificate: whether it is due and why, keyed by name.
 
     Due when its files are missing, its names or key type changed, or `force`;
@@ -357,19 +616,33 @@ def renewal_decisions(selected: list[dict], store_dir: str, key_type: str, key_c
     to notAfter) is left, so a 6-day certificate is renewed with 2 days left
     and a 90-day one with 29.7. `reason` says why it is due (empty when not);
     `note` says when a current one will be.
+
+    With `ari`, a certificate not due by those rules is due once its point in
+    the CA's renewal window (RFC 9773) has come. The window is the one kept in
+    the store (`live/NAME/ari.json`) for this serial, or the one just asked
+    (`ari_answers_now`, the second pass). `ari_ask` marks the decisions whose
+    kept answer is missing, for another serial, or past the CA's Retry-After:
+    the role asks the CA for those, then decides again. `ari_unasked` says why
+    nothing was asked (a CA without renewal information). `replaces` marks a
+    due certificate the CA gave renewal information for, so the order names it
+    as the one it replaces.
     """
     from cryptography import x509
 
     now = now or datetime.datetime.now(datetime.timezone.utc)
-    wanted_key = "ECC:" + key_curve if key_type == "ECC" else key_type
     decisions = {}
     for item in selected:
         if item["state"] != "present":
             continue
         live = os.path.join(store_dir, "live", item["name"])
         wanted = sorted(set(item["domains"]))
+        item_key_type = item.get("key_type") or key_type
+        item_curve = item.get("key_curve") or key_curve
+        wanted_key = "ECC:" + item_curve if item_key_type == "ECC" else item_key_type
         decision = {"name": item["name"], "domains": wanted, "reason": "", "note": "", "days_left": None,
-                    "due": True}
+                    "due": True, "serial": "", "ari_ask": False, "replaces": False,
+                    "key_type": item_key_type, "key_curve": item_curve, "key_size": item.get("key_size")}
+        answer = None
         if not os.path.exists(os.path.join(live, "cert.pem")):
             decision["reason"] = "no certificate yet"
         elif not os.path.exists(os.path.join(live, "privkey.pem")):
@@ -380,6 +653,7 @@ def renewal_decisions(selected: list[dict], store_dir: str, key_type: str, key_c
             except (OSError, ValueError) as exc:
                 decision["reason"] = f"cert.pem unreadable ({exc})"
             else:
+                decision["serial"] = format_serial(certificate.serial_number)
                 not_after = certificate.not_valid_after_utc if hasattr(certificate, "not_valid_after_utc") else (
                     certificate.not_valid_after.replace(tzinfo=datetime.timezone.utc))
                 not_before = certificate.not_valid_before_utc if hasattr(certificate, "not_valid_before_utc") else (
@@ -394,6 +668,10 @@ def renewal_decisions(selected: list[dict], store_dir: str, key_type: str, key_c
                 except x509.ExtensionNotFound:
                     names = []
                 key_now = _key_description(certificate)
+                if ari:
+                    answer = (ari_answers_now or {}).get(item["name"]) or _stored_ari(ari_path(store_dir, item["name"]))
+                    if answer is not None and answer.get("serial") != decision["serial"]:
+                        answer = None
                 if force:
                     decision["reason"] = "forced (certificates_force_renew)"
                 elif names != wanted:
@@ -413,19 +691,34 @@ def renewal_decisions(selected: list[dict], store_dir: str, key_type: str, key_c
                     decision["note"] = (f"{share_left}; renewed with fewer than "
                                         f"{_days(renew_before_ratio * lifetime)} days left "
                                         f"(certificates_renew_before_ratio {renew_before_ratio:g})")
+                if ari and not decision["reason"]:
+                    fresh = answer is not None and ("problem" in answer or now < _parse_time(answer["next_ask"]))
+                    if ari_answers_now is None and not fresh:
+                        decision["ari_ask"] = True
+                    else:
+                        _ari_decision(decision, answer if fresh else None, now,
+                                      item["name"] in (ari_answers_now or {}), ari_unasked)
         decision["due"] = bool(decision["reason"])
+        decision["replaces"] = decision["due"] and answer is not None and "problem" not in answer
         decisions[item["name"]] = decision
     return decisions
 
 
-def challenge_records(orders: list[dict]) -> list[dict]:
-    """The TXT records every order's DNS-01 challenges need, one entry per record name (values merged)."""
-    records: dict[str, list[str]] = {}
+def challenge_records(orders: list[dict], plan: t.Mapping[str, t.Any] | None = None, zone: str = "") -> list[dict]:
+    """The TXT records every order's DNS-01 challenges need: `{record, zone, values}`, one per name written.
+
+    A record delegated by CNAME (in `plan`, from challenge_plan) is written at
+    its target, in the target's zone; records sharing a target merge their values.
+    """
+    delegated = (plan or {}).get("records") or {}
+    records: dict[str, dict] = {}
     for order in orders:
         for record, values in (order.get("challenge_data_dns") or {}).items():
-            merged = records.setdefault(record.rstrip(".") + ".", [])
-            merged.extend(value for value in values if value not in merged)
-    return [{"record": record, "values": values} for record, values in records.items()]
+            record = record.rstrip(".").lower() + "."
+            place = delegated.get(record) or {"target": record, "zone": zone.strip().rstrip(".")}
+            entry = records.setdefault(place["target"], {"record": place["target"], "zone": place["zone"], "values": []})
+            entry["values"].extend(value for value in values if value not in entry["values"])
+    return list(records.values())
 
 
 # --- bundle ------------------------------------------------------------------------------------------------
@@ -853,6 +1146,9 @@ def handshake_targets(found: t.Mapping[str, dict], selected: list[dict], known_b
                 re.sub(r"^\*\.", "ingress-haproxy-verify.", names[0]) if names else "")
             target = {"name": f"{name}/{item['name']}", "address": instance["verify_host"],
                       "port": instance["verify_port"], "servername": sni}
+            if item.get("served_key_type"):
+                # One of a pair: ask as a client that can use only this kind of key, so HAProxy presents this one.
+                target["key_type"] = item["served_key_type"]
             if bundle.get("fingerprint"):
                 target["expected_fingerprint"] = bundle["fingerprint"]
             targets.append(target)

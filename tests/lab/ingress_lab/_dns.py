@@ -2,7 +2,7 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-"""bind9 for the lab: authoritative for ``haproxy.`` and ``lab.test.``, RFC 2136 updates with TSIG."""
+"""bind9 for the lab: authoritative for ``haproxy.``, ``lab.test.`` and ``challenges.test.``, RFC 2136 updates with TSIG."""
 
 from __future__ import annotations
 
@@ -21,7 +21,8 @@ from ._process import free_port
 NAMED = os.environ.get('INGRESS_LAB_NAMED', '/usr/sbin/named')
 
 SERVICE = 'haproxy'
-ZONES = ('haproxy', 'lab.test')
+# challenges.test holds the DNS-01 records lab.test delegates to it by CNAME (DELEGATION).
+ZONES = ('haproxy', 'lab.test', 'challenges.test')
 # Configured but its zone file never exists: bind9 answers SERVFAIL for every
 # name in it, which a lookup must report as such.
 UNLOADABLE_ZONE = 'unloadable.test'
@@ -35,6 +36,15 @@ NAMES = {
     'mixed': 'tasks.mixed.haproxy',         # A of the first instance + AAAA ::1
     'no_address': 'tasks.empty.haproxy',    # exists (TXT only): NOERROR, no A/AAAA
     'nxdomain': 'tasks.missing.haproxy',    # does not exist
+}
+
+# _acme-challenge CNAMEs in lab.test: name -> what its challenge record is.
+DELEGATION = {
+    'zone': 'challenges.test',
+    # _acme-challenge.delegated.lab.test. CNAME delegated.challenges.test.
+    'delegated': {'domain': 'delegated.lab.test', 'target': 'delegated.challenges.test'},
+    # _acme-challenge.looped.lab.test. CNAME looped.challenges.test. CNAME _acme-challenge.looped.lab.test.
+    'looped': {'domain': 'looped.lab.test', 'target': ''},
 }
 
 
@@ -83,7 +93,13 @@ class Bind9(Component):
         lab_zone = ['$TTL 5\n', soa.format(zone='lab.test')]
         lab_zone += [f'default A {address}\n' for address in self.addresses]
         lab_zone += [f'h{index} A {address}\n' for index, address in enumerate(self.addresses, start=1)]
-        for zone, lines in (('haproxy', haproxy_zone), ('lab.test', lab_zone)):
+        lab_zone += [
+            '_acme-challenge.delegated CNAME delegated.challenges.test.\n',
+            '_acme-challenge.looped CNAME looped.challenges.test.\n',
+        ]
+        challenges_zone = ['$TTL 5\n', soa.format(zone='challenges.test'),
+                           'looped CNAME _acme-challenge.looped.lab.test.\n']
+        for zone, lines in (('haproxy', haproxy_zone), ('lab.test', lab_zone), ('challenges.test', challenges_zone)):
             path = self._zone_file(zone)
             for stale in (path, path + '.jnl'):
                 if os.path.exists(stale):
@@ -146,8 +162,74 @@ class Bind9(Component):
             'unloadable_zone': UNLOADABLE_ZONE,
             'service': SERVICE,
             'names': dict(NAMES),
+            'delegation': {key: (dict(value) if isinstance(value, dict) else value) for key, value in DELEGATION.items()},
             'tsig': {'name': TSIG_NAME, 'algorithm': TSIG_ALGORITHM, 'secret': self.secret},
             'pid': self.daemon.pid if self.daemon else None,
             'config': self.config,
             'log': self.log_path,
         }
+
+
+class Bind9Resolver(Component):
+    """A second named, recursive, forwarding every query to the lab's bind9: the CA's resolver.
+
+    An authoritative bind9 with recursion off does not follow a CNAME into
+    another zone (it answers the CNAME alone); a CA's resolver does. pebble
+    takes the TXT records from the answer it gets, so it asks this one, which
+    follows ``_acme-challenge`` CNAMEs into ``challenges.test`` as public DNS would.
+    """
+
+    name = 'resolver'
+
+    def __init__(self, state_dir: str, authoritative: Bind9) -> None:
+        super().__init__(state_dir)
+        self.authoritative = authoritative
+        self.server = authoritative.server
+        self.port = 0
+
+    @property
+    def config(self) -> str:
+        return os.path.join(self.workdir, 'named.conf')
+
+    def prepare(self) -> None:
+        os.makedirs(self.workdir, mode=0o700, exist_ok=True)
+        self.port = _free_dual_port(self.server)
+        text = (
+            f'// ingress.haproxy lab resolver (generated, state dir {self.state_dir})\n'
+            'options {\n'
+            f'    directory "{self.workdir}";\n'
+            '    pid-file none;\n'
+            f'    session-keyfile "{self.workdir}/session.key";\n'
+            f'    managed-keys-directory "{self.workdir}";\n'
+            f'    listen-on port {self.port} {{ {self.server}; }};\n'
+            '    listen-on-v6 { none; };\n'
+            '    recursion yes;\n'
+            '    allow-query { 127.0.0.0/8; };\n'
+            '    allow-recursion { 127.0.0.0/8; };\n'
+            f'    forwarders {{ {self.authoritative.server} port {self.authoritative.port}; }};\n'
+            '    forward only;\n'
+            '    dnssec-validation no;\n'
+            # No cache between a challenge record's write and the CA's look.
+            '    max-cache-ttl 1;\n'
+            '    max-ncache-ttl 1;\n'
+            '    notify no;\n'
+            '};\n'
+            'controls { };\n')
+        descriptor = os.open(self.config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, 'w', encoding='ascii') as out:
+            out.write(text)
+
+    def argv(self) -> list[str]:
+        return [NAMED, '-g', '-n', '1', '-c', self.config]
+
+    def probe(self) -> bool:
+        try:
+            reply = dns.query.udp(dns.message.make_query('lab.test.', dns.rdatatype.SOA),
+                                  self.server, port=self.port, timeout=0.3)
+        except (OSError, dns.exception.DNSException):
+            return False
+        return bool(reply.answer)
+
+    def state(self) -> dict:
+        return {'server': self.server, 'port': self.port, 'pid': self.daemon.pid if self.daemon else None,
+                'config': self.config, 'log': self.log_path}

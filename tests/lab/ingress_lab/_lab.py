@@ -17,7 +17,7 @@ import time
 from ._acme import Pebble
 from ._pebbles import pebble_binary
 from ._component import Component
-from ._dns import Bind9
+from ._dns import Bind9, Bind9Resolver
 from ._errors import LabError
 from ._haproxy import STORE_CERT_NAME, STORE_SERVERNAME, HAProxyInstance, haproxy_version
 from ._mtls import write_mtls
@@ -198,7 +198,7 @@ class Lab:
         for instance in instances:
             instance.write_certificates(default_pem, extra, store_pem)
         components: list[Component] = [*instances]
-        dns = acme = None
+        dns = acme = resolver = None
         if self.dns:
             dns = Bind9(self.state_dir, [instance.address for instance in instances])
             components.append(dns)
@@ -207,12 +207,16 @@ class Lab:
         if self.acme and dns:  # acme implies dns (see __init__)
             # pebble needs bind9's port, chosen in dns.prepare(): prepare dns first.
             dns.prepare()
+            # pebble asks a recursive resolver, as a CA does: it follows _acme-challenge CNAMEs across zones.
+            resolver = Bind9Resolver(self.state_dir, dns)
+            resolver.prepare()
+            components.append(resolver)
             binary, pebble_version = pebble_binary(self.pebble)
-            acme = Pebble(self.state_dir, ca, ca_cert, f'{dns.server}:{dns.port}',
+            acme = Pebble(self.state_dir, ca, ca_cert, f'{resolver.server}:{resolver.port}',
                           binary=binary, version=pebble_version, eab=self.acme_eab)
             components.append(acme)
 
-        self._run(components, prepared={dns} if acme else set())
+        self._run(components, prepared={dns, resolver} if acme else set())
 
         self.state.update({
             'root': self.root,
@@ -242,6 +246,7 @@ class Lab:
             self.state['dns'] = dns.state()
         if acme:
             self.state['acme'] = acme.state()
+            self.state['dns']['resolver'] = resolver.state()
         self.state['startup_seconds'] = round(time.monotonic() - started, 2)
         self._save()
 

@@ -158,6 +158,7 @@ def test_a_server_that_trickles_bytes_is_cut_at_the_deadline():
         ({"address": "10.0.0.1", "port": 70000}, "targets[3]: port 70000 is outside 1-65535"),
         ({"address": "10.0.0.1", "port": "https"}, "targets[3]: port 'https' is not a number"),
         ({"address": "10.0.0.1", "port": 443, "expected_fingerprint": "AB:CD"}, "targets[3]: expected_fingerprint 'AB:CD' is not a SHA1"),
+        ({"address": "10.0.0.1", "port": 443, "key_type": "ecdsa"}, "targets[3]: key_type 'ecdsa' is not one of any, EC, RSA"),
     ],
 )
 def test_bad_targets_are_refused_naming_the_entry(spec, message):
@@ -170,3 +171,15 @@ def test_fingerprint_forms_are_normalised():
     target = make_target({"address": "10.0.0.1", "port": 443, "expected_fingerprint": "ab:" * 19 + "ab"}, index=0)
     assert target.expected_fingerprint == "AB" * 20
     assert target.label == "10.0.0.1:443 (no SNI)"
+
+
+def test_a_key_type_narrows_the_client_to_tls_1_2_and_that_kind_of_key():
+    target = make_target({"address": "10.0.0.1", "port": 443, "servername": "www", "key_type": "RSA"}, index=0)
+    assert target.key_type == "RSA" and target.label == "www at 10.0.0.1:443, RSA key only"
+    assert make_target({"address": "10.0.0.1", "port": 443, "key_type": "any"}, index=0).key_type is None
+    for key_type, kind in (("EC", "ECDSA"), ("RSA", "RSA")):
+        context = _tls_served.client_context(validate=False, ca_file=None, key_type=key_type)
+        assert context.maximum_version == ssl.TLSVersion.TLSv1_2
+        tls12 = [cipher for cipher in context.get_ciphers() if cipher["protocol"] == "TLSv1.2"]
+        assert tls12 and {cipher["auth"] for cipher in tls12} == {"auth-" + kind.lower()}
+    assert _tls_served.client_context(validate=False, ca_file=None).maximum_version != ssl.TLSVersion.TLSv1_2

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import datetime
+import re
 
 import pytest
 from cryptography import x509
@@ -106,12 +107,105 @@ def test_select_refuses_bad_lists_naming_the_entry(items, only, message):
     assert message in str(failure.value)
 
 
-def test_zone_problem_names_the_domains_outside_the_zone():
-    selected = role.select(ITEMS + [{"name": "o", "domains": ["*.other.test"], "haproxy_path": "/o"}], [], "acme")
-    assert role.zone_problem(selected, "lab.test.") == (
-        "*.other.test not in zone lab.test (certificates_rfc2136_zone): their _acme-challenge records cannot be "
-        "written there. Nothing was ordered.")
-    assert role.zone_problem(selected[:2], "LAB.test") == ""
+def test_key_types_make_one_certificate_per_type_with_its_own_path_key_and_handshake(tmp_path):
+    dual = {"name": "dual", "domains": ["dual.lab.test"], "haproxy_path": "/c/dual.pem", "crt_list": "/c/list.txt",
+            "sni_filters": ["dual.lab.test"], "key_types": ["ec256", "rsa2048"],
+            "haproxy_paths": {"rsa2048": "/c/dual-rsa.pem"}}
+    selected = role.select(ITEMS + [dual], [], "acme")
+    pair = [item for item in selected if item["group"] == "dual"]
+    assert [(item["name"], item["haproxy_path"], item["key_type"], item["key_curve"], item["key_size"],
+             item["served_key_type"]) for item in pair] == [
+        ("dual.ec256", "/c/dual.pem.ecdsa", "ECC", "secp256r1", None, "EC"),
+        ("dual.rsa2048", "/c/dual-rsa.pem", "RSA", "", 2048, "RSA")]
+    # The same names, crt-list and SNI filters for both.
+    assert {(tuple(item["domains"]), item["crt_list"], tuple(item["sni_filters"])) for item in pair} == {
+        (("dual.lab.test",), "/c/list.txt", ("dual.lab.test",))}
+    # certificates_only selects the pair by the item's name, or one of it.
+    assert [item["name"] for item in role.select(ITEMS + [dual], ["dual"], "acme")] == ["dual.ec256", "dual.rsa2048"]
+    assert [item["name"] for item in role.select(ITEMS + [dual], ["dual.rsa2048"], "acme")] == ["dual.rsa2048"]
+    # Each is due with its own key type; an RSA certificate where ECDSA is wanted is renewed.
+    _write_certificate(tmp_path / "live" / "dual.rsa2048", ["dual.lab.test"], 60, days_used=30)
+    decisions = role.renewal_decisions(pair, str(tmp_path), "ECC", "secp256r1", None, False)
+    assert decisions["dual.ec256"]["reason"] == "no certificate yet"
+    assert (decisions["dual.ec256"]["key_type"], decisions["dual.ec256"]["key_curve"]) == ("ECC", "secp256r1")
+    assert decisions["dual.rsa2048"]["reason"] == "key type changed: ECC:secp256r1 -> RSA"
+    assert (decisions["dual.rsa2048"]["key_type"], decisions["dual.rsa2048"]["key_size"]) == ("RSA", 2048)
+    # Verify asks as a client that can use only that kind of key.
+    found = {"h1": {"verify_host": "127.0.0.11", "verify_port": 443}}
+    targets = role.handshake_targets(found, pair, {})
+    assert [(target["name"], target["servername"], target["key_type"]) for target in targets] == [
+        ("h1/dual.ec256", "dual.lab.test", "EC"), ("h1/dual.rsa2048", "dual.lab.test", "RSA")]
+    assert "key_type" not in role.handshake_targets(found, selected[:1], {})[0]
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"key_types": ["ed25519"]}, "key_types: unknown ed25519 (known: ec256, ec384, rsa2048, rsa3072, rsa4096)"),
+    ({"key_types": ["ec256", "ec256"]}, "key_types lists a type twice"),
+    ({"key_types": ["ec256", "ec384"]}, "key types ec256 and ec384 would both be /c/dual.pem.ecdsa: name one of them"),
+    ({"key_types": ["ec256"], "haproxy_paths": {"rsa2048": "/x"}}, "haproxy_paths names rsa2048, not in key_types"),
+    ({"haproxy_paths": {"rsa2048": "/x"}}, "haproxy_paths is set but key_types is empty"),
+    ({"key_types": ["rsa2048"], "haproxy_paths": {"rsa2048": "x.pem"}}, "haproxy_paths.rsa2048 must be an absolute path"),
+])
+def test_key_types_mistakes_are_named(change, message):
+    item = dict({"name": "dual", "domains": ["dual.lab.test"], "haproxy_path": "/c/dual.pem"}, **change)
+    with pytest.raises(CertificatesRoleError, match=re.escape(message)):
+        role.select([item], [], "acme")
+    with pytest.raises(CertificatesRoleError, match="key_types needs certificates_source acme"):
+        role.select([dict(item, key_types=["ec256"], haproxy_paths={})], [], "files")
+
+
+class _FakeZones:
+    """Stands in for the RFC 2136 server's answers (CNAMEs and zones); the real bind9 runs in the lab selftest."""
+
+    def __init__(self, cnames, zones):
+        self.cnames, self.zones, self.asked_system = cnames, zones, []
+
+    def target(self, record, ask_system=True):
+        from ansible_collections.ingress.haproxy.plugins.plugin_utils._challenge_dns import ChallengeDnsError
+        chain = [record]
+        while chain[-1] in self.cnames:
+            if self.cnames[chain[-1]] in chain:
+                raise ChallengeDnsError(f"{record} is a CNAME loop")
+            chain.append(self.cnames[chain[-1]])
+        if ask_system:
+            self.asked_system.append(record)
+        return chain
+
+    def zone_of(self, name):
+        return next((zone for zone in self.zones if name.rstrip(".").endswith(zone)), None)
+
+
+def test_challenge_plan_follows_cnames_to_their_zone_and_names_what_cannot_be_written():
+    items = ITEMS + [
+        {"name": "d", "domains": ["*.delegated.lab.test", "delegated.lab.test"], "haproxy_path": "/d"},
+        {"name": "o", "domains": ["*.other.test"], "haproxy_path": "/o"},
+        {"name": "z", "domains": ["z.lab.test"], "haproxy_path": "/z", "challenge_zone": "Lab.Test."},
+    ]
+    selected = role.select(items, [], "acme")
+    assert selected[-1]["challenge_zone"] == "lab.test"
+    zones = _FakeZones({"_acme-challenge.delegated.lab.test.": "delegated.challenges.test.",
+                        "_acme-challenge.z.lab.test.": "z.challenges.test."}, ["challenges.test"])
+    plan = role.challenge_plan(selected, ["www", "d", "o", "z"], "127.0.0.1", 53, "lab.test.", 5, dns_client=zones)
+    assert plan["records"]["_acme-challenge.www.lab.test."] == {
+        "target": "_acme-challenge.www.lab.test.", "zone": "lab.test", "chain": ["_acme-challenge.www.lab.test."]}
+    assert plan["records"]["_acme-challenge.delegated.lab.test."]["target"] == "delegated.challenges.test."
+    assert plan["records"]["_acme-challenge.delegated.lab.test."]["zone"] == "challenges.test"
+    assert plan["problem"] == (
+        "*.other.test not in zone lab.test (certificates_rfc2136_zone) and _acme-challenge.other.test. is no CNAME "
+        "into another zone: its _acme-challenge record cannot be written there; _acme-challenge.z.lab.test. -> "
+        "z.challenges.test. does not end in zone lab.test (certificates_items entry z, challenge_zone). "
+        "Nothing was ordered.")
+    # Only the name outside the RFC 2136 zone was asked of the system resolver.
+    assert zones.asked_system == ["_acme-challenge.other.test."]
+    # Only due certificates are looked up.
+    assert role.challenge_plan(selected, ["www"], "127.0.0.1", 53, "lab.test", 5, dns_client=zones)["problem"] == ""
+    loops = _FakeZones({"_acme-challenge.www.lab.test.": "a.challenges.test.",
+                        "a.challenges.test.": "_acme-challenge.www.lab.test."}, [])
+    assert "_acme-challenge.www.lab.test. is a CNAME loop" in role.challenge_plan(
+        selected, ["www"], "127.0.0.1", 53, "lab.test", 5, dns_client=loops)["problem"]
+    nowhere = _FakeZones({"_acme-challenge.www.lab.test.": "www.elsewhere.test."}, [])
+    assert "holds no zone for www.elsewhere.test.; set challenge_zone in certificates_items entry www" in (
+        role.challenge_plan(selected, ["www"], "127.0.0.1", 53, "lab.test", 5, dns_client=nowhere)["problem"])
 
 
 def _write_certificate(directory, names, days_left, curve=ec.SECP256R1(), days_used=1):
@@ -173,6 +267,111 @@ def test_renew_days_when_set_wins_over_the_ratio(tmp_path):
     decisions = _decide(tmp_path, renew_days=30, ratio=0.7)
     assert decisions["www"]["due"] is False
     assert decisions["www"]["note"] == "renewed with fewer than 30 days left (certificates_renew_days)"
+
+
+def _ari_result(name, serial, start, end, retry_after=None, url=None):
+    info = {"suggestedWindow": {"start": start, "end": end}}
+    if retry_after:
+        info["retryAfter"] = retry_after
+    if url:
+        info["explanationURL"] = url
+    return {"decision": {"name": name, "serial": serial}, "renewal_info": info, "changed": False}
+
+
+def _ari_decide(store, now, answers=None, unasked=""):
+    selected = role.select(ITEMS, [], "acme")
+    return role.renewal_decisions(selected, str(store), "ECC", "secp256r1", None, False, 0.33, now=now, ari=True,
+                                  ari_answers_now=answers, ari_unasked=unasked)
+
+
+def test_ari_asks_the_ca_then_renews_inside_its_window_with_60_days_left(tmp_path):
+    # 60 of 90 days left: current by the ratio. The CA's window has opened (a mass revocation, say).
+    _write_certificate(tmp_path / "live" / "www", ["www.lab.test"], 60, days_used=30)
+    _write_certificate(tmp_path / "live" / "api", ["api.lab.test"], 60, days_used=30)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    first = _ari_decide(tmp_path, now)
+    assert first["www"]["ari_ask"] and first["api"]["ari_ask"] and not first["www"]["due"]
+    answers = role.ari_answers([
+        _ari_result("www", first["www"]["serial"], "2020-01-01T00:00:00Z", "2020-01-02T00:00:00.123456789Z",
+                    url="https://ca.example/incident"),
+        _ari_result("api", first["api"]["serial"], "2099-01-01T00:00:00Z", "2099-01-03T00:00:00Z",
+                    retry_after="2099-01-01T06:00:00+00:00"),
+    ], now=now)
+    assert answers["api"]["next_ask"] == "2099-01-01T06:00:00Z"
+    # No Retry-After: asked again after 6 hours.
+    assert abs(role._parse_time(answers["www"]["next_ask"]) - now - datetime.timedelta(hours=6)).total_seconds() < 1
+    second = _ari_decide(tmp_path, now, answers)
+    assert second["www"]["due"] and second["www"]["replaces"] and not second["www"]["ari_ask"]
+    assert second["www"]["reason"] == ("inside the CA's renewal window (ARI) 2020-01-01 00:00 UTC to "
+                                       "2020-01-02 00:00 UTC (the CA explains: https://ca.example/incident)")
+    assert not second["api"]["due"] and not second["api"]["replaces"]
+    assert second["api"]["note"].startswith("67% of 90 days left; renewed with fewer than 29.7 days left "
+                                            "(certificates_renew_before_ratio 0.33); ARI window opens "
+                                            "2099-01-01 00:00 UTC, renewing at 2099-01-0")
+    assert second["api"]["note"].endswith("(asked now)")
+
+
+def test_ari_answer_kept_until_the_cas_retry_after(tmp_path):
+    _write_certificate(tmp_path / "live" / "www", ["www.lab.test"], 60, days_used=30)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    serial = _ari_decide(tmp_path, now)["www"]["serial"]
+    answers = role.ari_answers([_ari_result("www", serial, "2099-01-01T00:00:00Z", "2099-01-03T00:00:00Z",
+                                            retry_after=(now + datetime.timedelta(hours=2)).isoformat())], now=now)
+    entries = role.ari_store_entries(answers, str(tmp_path))
+    assert [entry["path"] for entry in entries] == [str(tmp_path / "live" / "www" / "ari.json")]
+    (tmp_path / "live" / "www" / "ari.json").write_text(entries[0]["content"])
+    # Within the Retry-After: decided from the kept answer, nothing asked.
+    kept = _ari_decide(tmp_path, now + datetime.timedelta(hours=1))["www"]
+    assert not kept["ari_ask"] and not kept["due"]
+    assert "ARI window opens 2099-01-01 00:00 UTC" in kept["note"]
+    assert "asked again after" in kept["note"] and "(the CA's Retry-After)" in kept["note"]
+    # Past it: asked again. For another certificate (another serial) the answer is not used.
+    assert _ari_decide(tmp_path, now + datetime.timedelta(hours=3))["www"]["ari_ask"]
+    _write_certificate(tmp_path / "live" / "www", ["www.lab.test"], 60, days_used=30)
+    assert _ari_decide(tmp_path, now + datetime.timedelta(hours=1))["www"]["ari_ask"]
+
+
+def test_ari_failures_and_a_ca_without_it_leave_the_lifetime_rule(tmp_path):
+    _write_certificate(tmp_path / "live" / "www", ["www.lab.test"], 60, days_used=30)
+    _write_certificate(tmp_path / "live" / "api", ["api.lab.test"], 10, days_used=80)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    serial = _ari_decide(tmp_path, now)["www"]["serial"]
+    # A due certificate is not asked; the CA's answer cannot make it current.
+    assert not _ari_decide(tmp_path, now)["api"]["ari_ask"]
+    failed = role.ari_answers([{"decision": {"name": "www", "serial": serial}, "failed": True,
+                                "msg": "404 Not Found"}], now=now)
+    assert role.ari_store_entries(failed, str(tmp_path)) == []
+    www = _ari_decide(tmp_path, now, failed)["www"]
+    assert not www["due"] and www["note"].endswith("; the CA's renewal information (ARI) could not be read: 404 Not Found")
+    bad = role.ari_answers([_ari_result("www", serial, "2099-01-03T00:00:00Z", "2099-01-01T00:00:00Z")], now=now)
+    assert "unusable renewal information (the window ends before it starts)" in bad["www"]["problem"]
+    www = _ari_decide(tmp_path, now, {}, unasked="the CA offers no renewal information (ARI)")["www"]
+    assert www["note"].endswith("; the CA offers no renewal information (ARI)") and not www["replaces"]
+    # ARI off: neither asked nor mentioned.
+    selected = role.select(ITEMS, [], "acme")
+    off = role.renewal_decisions(selected, str(tmp_path), "ECC", "secp256r1", None, False, 0.33, now=now)
+    assert not off["www"]["ari_ask"] and "ARI" not in off["www"]["note"]
+
+
+def test_ari_unavailable_says_why_the_ca_is_not_asked(monkeypatch):
+    assert role.ari_unavailable({"status": 200, "json": {"newOrder": "x"}}) == (
+        "the CA offers no renewal information (ARI)")
+    assert role.ari_unavailable({"status": -1, "msg": "refused"}) == (
+        "the CA was not asked for renewal information (ARI): its directory did not answer (HTTP status -1)")
+    # community.crypto before 2.20 has no acme_ari_info: the run says so instead of failing to load the task.
+    monkeypatch.setattr(role, "ARI_MODULE", "community.crypto.no_such_module_here")
+    assert role.ari_unavailable({"status": 200, "json": {"newOrder": "x", "renewalInfo": "y"}}).startswith(
+        "the CA offers renewal information (ARI) but the installed community.crypto has no "
+        "community.crypto.no_such_module_here (2.20.0 or later asks it")
+
+
+def test_ari_moment_spreads_over_the_window_and_stays_put():
+    start = datetime.datetime(2027, 1, 1, tzinfo=datetime.timezone.utc)
+    end = start + datetime.timedelta(days=2)
+    moments = {role._ari_moment(f"{serial:040X}", start, end) for serial in range(200)}
+    assert all(start <= moment <= end for moment in moments)
+    assert len(moments) == 200 and max(moments) - min(moments) > datetime.timedelta(days=1.5)
+    assert role._ari_moment("0ABC", start, end) == role._ari_moment("0ABC", start, end)
 
 
 def test_renewal_settings_unset_days_and_a_ratio_between_0_and_1():
@@ -243,7 +442,14 @@ def test_absent_certificates_are_not_renewed_or_bundled(tmp_path):
 def test_challenge_records_merge_values_per_record():
     orders = [{"challenge_data_dns": {"_acme-challenge.www.lab.test": ["a"]}},
               {"challenge_data_dns": {"_acme-challenge.www.lab.test.": ["b", "a"]}}, {"failed": True}]
-    assert role.challenge_records(orders) == [{"record": "_acme-challenge.www.lab.test.", "values": ["a", "b"]}]
+    assert role.challenge_records(orders, None, "lab.test") == [
+        {"record": "_acme-challenge.www.lab.test.", "zone": "lab.test", "values": ["a", "b"]}]
+    # Delegated: written at the CNAME target, in its zone; two names delegated to one target share it.
+    plan = {"records": {"_acme-challenge.www.lab.test.": {"target": "t.challenges.test.", "zone": "challenges.test"}}}
+    orders.append({"challenge_data_dns": {"_acme-challenge.api.lab.test": ["c"]}})
+    assert role.challenge_records(orders, plan, "lab.test") == [
+        {"record": "t.challenges.test.", "zone": "challenges.test", "values": ["a", "b"]},
+        {"record": "_acme-challenge.api.lab.test.", "zone": "lab.test", "values": ["c"]}]
 
 
 def test_bundles_are_keyed_by_name_from_the_dest_not_the_position():
