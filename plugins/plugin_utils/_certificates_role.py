@@ -510,8 +510,8 @@ def ari_unavailable(directory: t.Any) -> str:
 
 
 def ari_path(store_dir: str, name: str) -> str:
-    """Where the CA's last renewal information for a certificate is kept (next to its cert.pem)."""
-    return os.path.join(store_dir, "live", name, "ari.json")
+    """Where the CA's last renewal information for a certificate is kept (not in live/NAME, which watchers follow)."""
+    return os.path.join(store_dir, "ari", name + ".json")
 
 
 def _stored_ari(path: str) -> dict | None:
@@ -619,7 +619,7 @@ def renewal_decisions(selected: list[dict], store_dir: str, key_type: str, key_c
 
     With `ari`, a certificate not due by those rules is due once its point in
     the CA's renewal window (RFC 9773) has come. The window is the one kept in
-    the store (`live/NAME/ari.json`) for this serial, or the one just asked
+    the store (`ari/NAME.json`) for this serial, or the one just asked
     (`ari_answers_now`, the second pass). `ari_ask` marks the decisions whose
     kept answer is missing, for another serial, or past the CA's Retry-After:
     the role asks the CA for those, then decides again. `ari_unasked` says why

@@ -136,6 +136,29 @@ def test_host_pebble_has_no_profiles(lab_factory):
     assert 'profiles' not in directory.get('meta', {}) and 'renewalInfo' not in directory
 
 
+def test_pebbles_resolver_follows_a_delegated_challenge_the_authoritative_server_does_not(lab_factory):
+    import dns.message
+    import dns.query
+    import dns.rdatatype
+    import dns.tsigkeyring
+    import dns.update
+
+    state = lab_factory(instances=1, acme=True)['dns']
+    delegation = state['delegation']
+    keyring = dns.tsigkeyring.from_text({state['tsig']['name']: state['tsig']['secret']})
+    update = dns.update.UpdateMessage(delegation['zone'] + '.', keyring=keyring, keyalgorithm=state['tsig']['algorithm'])
+    update.add(delegation['delegated']['target'] + '.', 5, 'TXT', '"token"')
+    assert dns.query.tcp(update, state['server'], port=state['port'], timeout=3).rcode() == 0
+    challenge = '_acme-challenge.' + delegation['delegated']['domain'] + '.'
+
+    def txt(port):
+        reply = dns.query.udp(dns.message.make_query(challenge, dns.rdatatype.TXT), state['server'], port=port, timeout=3)
+        return [rdata.to_text() for rrset in reply.answer if rrset.rdtype == dns.rdatatype.TXT for rdata in rrset]
+
+    assert txt(state['port']) == []  # the CNAME alone
+    assert txt(state['resolver']['port']) == ['"token"']
+
+
 def test_cli_start_stop_all_leaves_nothing(tmp_path):
     root = str(tmp_path)
     started = subprocess.run([sys.executable, LAB_PY, 'start', '--root', root, '--instances', '1', '--dns'],

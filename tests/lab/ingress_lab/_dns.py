@@ -61,21 +61,65 @@ def _free_dual_port(address: str) -> int:
     raise OSError(f'no port free for both TCP and UDP on {address}')
 
 
-class Bind9(Component):
-    """``named -g`` (foreground, log to stderr = the log file), no rndc, recursion off."""
+class _Named(Component):
+    """A ``named -g`` of the lab (foreground, log to stderr = the log file), no rndc, its config 0600."""
+
+    server = '127.0.0.1'
+    port = 0
+
+    @property
+    def config(self) -> str:
+        return os.path.join(self.workdir, 'named.conf')
+
+    def _write_config(self, head: str, options: list[str], tail: str) -> None:
+        """named.conf: ``head``, the options every lab named has plus ``options``, ``tail``; on a new free port."""
+        os.makedirs(self.workdir, mode=0o700, exist_ok=True)
+        self.port = _free_dual_port(self.server)
+        text = (
+            f'// ingress.haproxy lab {self.name} (generated, state dir {self.state_dir})\n' + head
+            + 'options {\n'
+            f'    directory "{self.workdir}";\n'
+            '    pid-file none;\n'
+            f'    session-keyfile "{self.workdir}/session.key";\n'
+            f'    managed-keys-directory "{self.workdir}";\n'
+            f'    listen-on port {self.port} {{ {self.server}; }};\n'
+            '    listen-on-v6 { none; };\n'
+            '    allow-query { 127.0.0.0/8; };\n'
+            '    dnssec-validation no;\n'
+            '    notify no;\n'
+            + ''.join(f'    {option}\n' for option in options)
+            + '};\n'
+            'controls { };\n'
+            + tail)
+        descriptor = os.open(self.config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, 'w', encoding='ascii') as out:
+            out.write(text)
+
+    def argv(self) -> list[str]:
+        # -g: foreground, log to stderr; -n 1: one worker thread is plenty here.
+        return [NAMED, '-g', '-n', '1', '-c', self.config]
+
+    def _answers_soa(self, zones: tuple[str, ...]) -> bool:
+        try:
+            for zone in zones:
+                reply = dns.query.udp(dns.message.make_query(zone + '.', dns.rdatatype.SOA),
+                                      self.server, port=self.port, timeout=0.3)
+                if not reply.answer:
+                    return False
+        except (OSError, dns.exception.DNSException):
+            return False
+        return True
+
+
+class Bind9(_Named):
+    """The lab's authoritative server: recursion off, RFC 2136 updates signed with the TSIG key."""
 
     name = 'dns'
 
     def __init__(self, state_dir: str, addresses: list[str]) -> None:
         super().__init__(state_dir)
         self.addresses = addresses
-        self.server = '127.0.0.1'
-        self.port = 0
         self.secret = base64.b64encode(os.urandom(32)).decode()
-
-    @property
-    def config(self) -> str:
-        return os.path.join(self.workdir, 'named.conf')
 
     def _zone_file(self, zone: str) -> str:
         return os.path.join(self.workdir, f'db.{zone}')
@@ -109,7 +153,6 @@ class Bind9(Component):
 
     def prepare(self) -> None:
         os.makedirs(self.workdir, mode=0o700, exist_ok=True)
-        self.port = _free_dual_port(self.server)
         self._write_zones()
         zones = ''.join(
             f'zone "{zone}" {{\n    type primary;\n    file "{self._zone_file(zone)}";\n'
@@ -117,42 +160,11 @@ class Bind9(Component):
             for zone in ZONES)
         zones += (f'zone "{UNLOADABLE_ZONE}" {{\n    type primary;\n'
                   f'    file "{self._zone_file(UNLOADABLE_ZONE)}";\n}};\n')
-        text = (
-            f'// ingress.haproxy lab (generated, state dir {self.state_dir})\n'
-            f'key "{TSIG_NAME}" {{\n    algorithm {TSIG_ALGORITHM};\n    secret "{self.secret}";\n}};\n'
-            'options {\n'
-            f'    directory "{self.workdir}";\n'
-            '    pid-file none;\n'
-            f'    session-keyfile "{self.workdir}/session.key";\n'
-            f'    managed-keys-directory "{self.workdir}";\n'
-            f'    listen-on port {self.port} {{ {self.server}; }};\n'
-            '    listen-on-v6 { none; };\n'
-            '    recursion no;\n'
-            '    allow-query { 127.0.0.0/8; };\n'
-            '    allow-transfer { none; };\n'
-            '    dnssec-validation no;\n'
-            '    notify no;\n'
-            '};\n'
-            'controls { };\n'
-            + zones)
-        descriptor = os.open(self.config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(descriptor, 'w', encoding='ascii') as out:
-            out.write(text)
-
-    def argv(self) -> list[str]:
-        # -g: foreground, log to stderr; -n 1: one worker thread is plenty here.
-        return [NAMED, '-g', '-n', '1', '-c', self.config]
+        key = f'key "{TSIG_NAME}" {{\n    algorithm {TSIG_ALGORITHM};\n    secret "{self.secret}";\n}};\n'
+        self._write_config(key, ['recursion no;', 'allow-transfer { none; };'], zones)
 
     def probe(self) -> bool:
-        try:
-            for zone in ZONES:
-                reply = dns.query.udp(dns.message.make_query(zone + '.', dns.rdatatype.SOA),
-                                      self.server, port=self.port, timeout=0.3)
-                if not reply.answer:
-                    return False
-        except (OSError, dns.exception.DNSException):
-            return False
-        return True
+        return self._answers_soa(ZONES)
 
     def state(self) -> dict:
         return {
@@ -170,7 +182,7 @@ class Bind9(Component):
         }
 
 
-class Bind9Resolver(Component):
+class Bind9Resolver(_Named):
     """A second named, recursive, forwarding every query to the lab's bind9: the CA's resolver.
 
     An authoritative bind9 with recursion off does not follow a CNAME into
@@ -184,51 +196,20 @@ class Bind9Resolver(Component):
     def __init__(self, state_dir: str, authoritative: Bind9) -> None:
         super().__init__(state_dir)
         self.authoritative = authoritative
-        self.server = authoritative.server
-        self.port = 0
-
-    @property
-    def config(self) -> str:
-        return os.path.join(self.workdir, 'named.conf')
 
     def prepare(self) -> None:
-        os.makedirs(self.workdir, mode=0o700, exist_ok=True)
-        self.port = _free_dual_port(self.server)
-        text = (
-            f'// ingress.haproxy lab resolver (generated, state dir {self.state_dir})\n'
-            'options {\n'
-            f'    directory "{self.workdir}";\n'
-            '    pid-file none;\n'
-            f'    session-keyfile "{self.workdir}/session.key";\n'
-            f'    managed-keys-directory "{self.workdir}";\n'
-            f'    listen-on port {self.port} {{ {self.server}; }};\n'
-            '    listen-on-v6 { none; };\n'
-            '    recursion yes;\n'
-            '    allow-query { 127.0.0.0/8; };\n'
-            '    allow-recursion { 127.0.0.0/8; };\n'
-            f'    forwarders {{ {self.authoritative.server} port {self.authoritative.port}; }};\n'
-            '    forward only;\n'
-            '    dnssec-validation no;\n'
+        self._write_config('', [
+            'recursion yes;',
+            'allow-recursion { 127.0.0.0/8; };',
+            f'forwarders {{ {self.authoritative.server} port {self.authoritative.port}; }};',
+            'forward only;',
             # No cache between a challenge record's write and the CA's look.
-            '    max-cache-ttl 1;\n'
-            '    max-ncache-ttl 1;\n'
-            '    notify no;\n'
-            '};\n'
-            'controls { };\n')
-        descriptor = os.open(self.config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(descriptor, 'w', encoding='ascii') as out:
-            out.write(text)
-
-    def argv(self) -> list[str]:
-        return [NAMED, '-g', '-n', '1', '-c', self.config]
+            'max-cache-ttl 1;',
+            'max-ncache-ttl 1;',
+        ], '')
 
     def probe(self) -> bool:
-        try:
-            reply = dns.query.udp(dns.message.make_query('lab.test.', dns.rdatatype.SOA),
-                                  self.server, port=self.port, timeout=0.3)
-        except (OSError, dns.exception.DNSException):
-            return False
-        return bool(reply.answer)
+        return self._answers_soa(('lab.test',))
 
     def state(self) -> dict:
         return {'server': self.server, 'port': self.port, 'pid': self.daemon.pid if self.daemon else None,

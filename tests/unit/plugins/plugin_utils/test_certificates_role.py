@@ -318,8 +318,9 @@ def test_ari_answer_kept_until_the_cas_retry_after(tmp_path):
     answers = role.ari_answers([_ari_result("www", serial, "2099-01-01T00:00:00Z", "2099-01-03T00:00:00Z",
                                             retry_after=(now + datetime.timedelta(hours=2)).isoformat())], now=now)
     entries = role.ari_store_entries(answers, str(tmp_path))
-    assert [entry["path"] for entry in entries] == [str(tmp_path / "live" / "www" / "ari.json")]
-    (tmp_path / "live" / "www" / "ari.json").write_text(entries[0]["content"])
+    assert [entry["path"] for entry in entries] == [str(tmp_path / "ari" / "www.json")]
+    (tmp_path / "ari").mkdir()
+    (tmp_path / "ari" / "www.json").write_text(entries[0]["content"])
     # Within the Retry-After: decided from the kept answer, nothing asked.
     kept = _ari_decide(tmp_path, now + datetime.timedelta(hours=1))["www"]
     assert not kept["ari_ask"] and not kept["due"]
