@@ -22,7 +22,7 @@ import urllib.request
 from ._component import Component
 from ._errors import LabError
 from ._pki import CertificateAuthority, cert_pem, key_pem, write_private, write_public
-from ._pebbles import HOST_PEBBLE, _upstream
+from ._pebbles import HOST_PEBBLE, offers_profiles
 from ._process import free_port
 
 PROFILES = {'default': 90 * 86400, 'shortlived': 6 * 86400}
@@ -39,7 +39,7 @@ class Pebble(Component):
         super().__init__(state_dir)
         self.binary = binary
         self.version = version
-        self.profiles = PROFILES if _upstream(version) >= (2, 10) else {}
+        self.profiles = PROFILES if offers_profiles(version) else {}
         # The MAC key as pebble and community.crypto take it: base64url, no padding.
         self.eab_hmac = base64.urlsafe_b64encode(secrets.token_bytes(32)).rstrip(b'=').decode() if eab else None
         self.ca = ca

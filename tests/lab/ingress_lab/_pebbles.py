@@ -72,6 +72,11 @@ def _upstream(version: str) -> tuple[int, ...]:
     return tuple(int(part) for part in digits.split('.') if part.isdigit())
 
 
+def offers_profiles(version: str) -> bool:
+    """Whether a pebble of this version (package or lab form) has ACME profiles and renewalInfo (2.10 and newer)."""
+    return _upstream(version) >= (2, 10)
+
+
 def pebble_binary(version: str | None) -> tuple[str, str]:
     """(path of the pebble binary, its package version) for ``version``; fetched once if needed."""
     wanted = version or DEFAULT_PEBBLE
