@@ -48,6 +48,7 @@ class ChallengeDns:
         if dns is None:
             raise ChallengeDnsError("following _acme-challenge CNAMEs needs dnspython on the controller")
         self.server, self.port, self.timeout = server, int(port), float(timeout)
+        self._system = None  # the system resolver, read from resolv.conf once, when first needed
 
     def _ask_server(self, name: str, rdtype: str) -> tuple[str, list[tuple[str, str, str]], bool]:
         """(rcode, answer records as (owner, type, data), authoritative) for one query to the server."""
@@ -66,8 +67,8 @@ class ChallengeDns:
     def _ask_system(self, name: str) -> str | None:
         """The CNAME of ``name`` as the system resolver sees it, or None."""
         try:
-            answer = dns.resolver.Resolver().resolve(name, "CNAME", search=False, raise_on_no_answer=False,
-                                                     lifetime=self.timeout)
+            self._system = self._system or dns.resolver.Resolver()
+            answer = self._system.resolve(name, "CNAME", search=False, raise_on_no_answer=False, lifetime=self.timeout)
         except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
             return None
         except dns.exception.DNSException as exc:
