@@ -138,6 +138,12 @@ def test_key_types_make_one_certificate_per_type_with_its_own_path_key_and_hands
     assert "key_type" not in role.handshake_targets(found, selected[:1], {})[0]
 
 
+def test_challenge_zone_must_be_a_zone_name():
+    item = {"name": "www", "domains": ["www.lab.test"], "haproxy_path": "/c/www.pem", "challenge_zone": ["a.test"]}
+    with pytest.raises(CertificatesRoleError, match=re.escape("challenge_zone must be a DNS zone name, not ['a.test']")):
+        role.select([item], [], "acme")
+
+
 @pytest.mark.parametrize("change, message", [
     ({"key_types": ["ed25519"]}, "key_types: unknown ed25519 (known: ec256, ec384, rsa2048, rsa3072, rsa4096)"),
     ({"key_types": ["ec256", "ec256"]}, "key_types lists a type twice"),
