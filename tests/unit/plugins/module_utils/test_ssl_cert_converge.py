@@ -21,6 +21,7 @@ from ansible_collections.ingress.haproxy.plugins.module_utils import _runtime_ap
 from ansible_collections.ingress.haproxy.plugins.module_utils._ssl_cert_converge import (
     ConvergeError,
     Converger,
+    converge_endpoint,
     describe_paths,
     diff_of,
     items_from_params,
@@ -376,7 +377,8 @@ def test_refused_commit_is_aborted(lab, pki):
         after = parse_cert_detail(session.show_ssl_cert(path))
     message = str(info.value)
     assert path in message and lab["runtime_tcp"] in message and "Can't commit" in message
-    assert recording.commands[-3:-1] == ["commit ssl cert " + path, "abort ssl cert " + path]
+    # The verifying show went out with the commit (read-only, harmless after a refusal); then the abort.
+    assert recording.commands[-4:-1] == ["commit ssl cert " + path, "show ssl cert " + path, "abort ssl cert " + path]
     assert _transaction(lab) is None
     assert after.fingerprint == before.fingerprint != leaf.fingerprint(hashes.SHA1()).hex().upper()
 
@@ -467,7 +469,7 @@ def test_pipelined_set_and_commit_lost_says_what_haproxy_serves(lab, pki):
             after = parse_cert_detail(session.show_ssl_cert(path))
     finally:
         proxy.close()
-    assert ["set ssl cert " + path, "commit ssl cert " + path] in recording.writes
+    assert ["set ssl cert " + path, "commit ssl cert " + path, "show ssl cert " + path] in recording.writes
     message = str(info.value)
     assert path in message and "closed the connection" in message
     if after.fingerprint == leaf.fingerprint(hashes.SHA1()).hex().upper():
@@ -480,7 +482,7 @@ def test_pipelined_set_and_commit_lost_says_what_haproxy_serves(lab, pki):
 
 
 def test_bulk_run_pipelines_and_verifies_every_commit(lab, pki):
-    """Compare shows in one batch, set+commit in one write each, verifying shows in one batch after the commits."""
+    """The probe and the compare shows in one batch, then set+commit+verifying show in one write each."""
     bundles = [pki.bundle("bulk%d.test" % number) for number in range(1, 5)]
     paths = [_path(lab, number) for number in range(1, 5)]
     requests = prepare_requests([{"path": path, "content": text} for path, (dummy_leaf, text) in zip(paths, bundles)],
@@ -489,8 +491,8 @@ def test_bulk_run_pipelines_and_verifies_every_commit(lab, pki):
         recording = Recording(session)
         results = Converger(session).run(requests)
     shows = ["show ssl cert " + path for path in paths]
-    assert recording.writes == [["abort ssl cert " + api.TRANSACTION_PROBE], shows] + [
-        ["set ssl cert " + path, "commit ssl cert " + path] for path in paths] + [shows]
+    assert recording.writes == [["abort ssl cert " + api.TRANSACTION_PROBE] + shows] + [
+        ["set ssl cert " + path, "commit ssl cert " + path, "show ssl cert " + path] for path in paths]
     assert [result["after"]["fingerprint"] for result in results] == [
         leaf.fingerprint(hashes.SHA1()).hex().upper() for leaf, dummy_text in bundles]
 
@@ -534,6 +536,28 @@ def test_check_mode_warns_about_another_clients_transaction(lab, pki):
     assert converger.warnings == [
         "a certificate transaction on %s is open on %s; a real run waits up to 3s for it, then fails" % (
             other, lab["runtime_tcp"])]
+
+
+def test_a_real_run_checks_level_and_identity_in_one_write(lab, pki, monkeypatch):
+    """converge_endpoint: `show cli level` and `show info` pipelined before the lock, then the update."""
+    dummy_leaf, text = pki.bundle("session-start.test")
+    path = _path(lab, 3)
+    writes = []
+    original = api.RuntimeSession._exchange_batch  # pylint: disable=protected-access
+
+    def exchange_batch(session, batch):
+        writes.append([command for command, dummy_data in batch])
+        return original(session, batch)
+
+    monkeypatch.setattr(api.RuntimeSession, "_exchange_batch", exchange_batch)
+    requests = prepare_requests([{"path": path, "content": text}], lab["runtime_tcp"])
+    results, error, dummy_warnings = converge_endpoint(api.parse_endpoint(lab["runtime_tcp"]), requests, timeout=5)
+    assert error is None and results[0]["action"] == "updated"
+    assert writes == [
+        ["show cli level", "show info"],
+        ["abort ssl cert " + api.TRANSACTION_PROBE, "show ssl cert " + path],
+        ["set ssl cert " + path, "commit ssl cert " + path, "show ssl cert " + path],
+    ]
 
 
 def test_open_transaction_without_the_listing(lab, pki):
