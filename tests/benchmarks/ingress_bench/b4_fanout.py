@@ -56,6 +56,18 @@ print(json.dumps({"import": imported - started, "prepare": prepared - imported, 
 '''
 
 
+def _write_sources(directory: str, names: list[str], pems: list[str]) -> list[str]:
+    """One bundle file per name (0600: it holds the key); their paths."""
+    sources = []
+    for name, pem in zip(names, pems):
+        source = os.path.join(directory, name)
+        descriptor = os.open(source, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, 'w', encoding='utf-8') as out:
+            out.write(pem)
+        sources.append(source)
+    return sources
+
+
 class BenchmarkError(Exception):
     """The module's result says something other than: every certificate updated on every instance."""
 
@@ -99,14 +111,7 @@ def run(context: Context) -> Section:
         for repetition in range(context.repetitions):
             for size in sizes:
                 version = context.issuer.generation(domains, f'b4-{repetition}-{size}')
-                source_dir = context.scratch(f'b4/source/{repetition}-{size}')
-                sources = []
-                for name, pem in zip(names, version.pems):
-                    source = os.path.join(source_dir, name)
-                    descriptor = os.open(source, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-                    with os.fdopen(descriptor, 'w', encoding='utf-8') as out:
-                        out.write(pem)
-                    sources.append(source)
+                sources = _write_sources(context.scratch(f'b4/source/{repetition}-{size}'), names, version.pems)
                 variables = runner.write(f'vars-{repetition}-{size}.yml', {
                     'bench_endpoints': [{'endpoint': instance['runtime_tcp'], 'cert_dir': instance['cert_dir']}
                                         for instance in instances[:size]],
@@ -145,13 +150,8 @@ def _phases(context: Context, instances: list[dict], names: list[str], domains: 
     """Run the module's fan-out directly, timing imports, bundle preparation, the identity pass and the converge."""
     version = context.issuer.generation(domains, f'b4-phases-{label}')
     source_dir = context.scratch(f'b4/phases/{label}')
-    certificates = []
-    for name, pem in zip(names, version.pems):
-        source = os.path.join(source_dir, name)
-        descriptor = os.open(source, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(descriptor, 'w', encoding='utf-8') as out:
-            out.write(pem)
-        certificates.append({'path': os.path.join(instances[0]['cert_dir'], name), 'src': source})
+    certificates = [{'path': os.path.join(instances[0]['cert_dir'], name), 'src': source}
+                    for name, source in zip(names, _write_sources(source_dir, names, version.pems))]
     arguments = os.path.join(source_dir, 'arguments.json')
     with open(arguments, 'w', encoding='utf-8') as out:
         json.dump([[{'endpoint': instance['runtime_tcp'], 'cert_dir': instance['cert_dir']}
