@@ -15,8 +15,11 @@ carrying the endpoint, the command (never its payload) and the reply.
 
 ``execute_batch`` pipelines: several commands in one write, their replies
 read in order (HAProxy answers each up to the prompt before it reads the
-next command). ``show_ssl_certs`` and ``replace_ssl_cert`` (set + commit in
-one write) build on it and check every reply as the one-command methods do.
+next command). ``show_ssl_certs``, ``replace_ssl_cert`` (set + commit in
+one write), ``replace_ssl_cert_and_show`` (and the verifying show),
+``open_transaction_and_certs`` (the transaction probe with the shows) and
+``admin_process_identity`` (``show cli level`` + ``show info``) build on it
+and check every reply as the one-command methods do.
 
 No Ansible import and no helper process: plain sockets only.
 """
@@ -52,6 +55,7 @@ _CONTINUATION_RE = re.compile(r"^(?:\+ )+")
 _LOCKED_TEXT = "Operations on certificates are currently locked!"
 # A name no certificate can have: `abort ssl cert` on it only reports the open transaction.
 TRANSACTION_PROBE = "/dev/null/ingress.haproxy-transaction-probe"
+_PROBE_COMMAND = "abort ssl cert %s" % TRANSACTION_PROBE
 _SET_REPLY_RE = re.compile(r"^Transaction (?:created|updated) for certificate (?P<path>.+)!$", re.MULTILINE)
 _OTHER_TRANSACTION_RE = re.compile(r"The ongoing transaction is about '(?P<path>[^']*)'")
 # What HAProxy's CLI parser splits or reinterprets in a word: ';' ends a command, whitespace splits
@@ -604,8 +608,9 @@ class RuntimeSession:
 
     def show_info(self):
         """``show info`` as a dict of field name to text."""
-        command = "show info"
-        reply = self.execute(command)
+        return self._info_fields("show info", self.execute("show info"))
+
+    def _info_fields(self, command, reply):
         fields = {}
         for line in reply.splitlines():
             name, separator, value = line.partition(": ")
@@ -615,6 +620,10 @@ class RuntimeSession:
             return self._fail(command, reply, "expected the process information (Pid: ...)")
         return fields
 
+    @staticmethod
+    def _identity_of(fields):
+        return "%s/%s/%s" % (fields.get("node", ""), fields["Pid"], fields.get("Start_time_sec", "-"))
+
     def process_identity(self):
         """Which HAProxy process answers: ``NODE/PID/START`` from ``show info``.
 
@@ -623,16 +632,32 @@ class RuntimeSession:
         restart. ``Start_time_sec`` (2.6 and later) tells a new process with a
         reused pid apart; without it the identity is node and pid.
         """
-        fields = self.show_info()
-        return "%s/%s/%s" % (fields.get("node", ""), fields["Pid"], fields.get("Start_time_sec", "-"))
+        return self._identity_of(self.show_info())
+
+    def admin_process_identity(self):
+        """``require_admin`` then ``process_identity``, in one round trip.
+
+        A real run needs both before it takes the process lock: ``show cli
+        level`` and ``show info`` go out pipelined, and the level is checked
+        first, as ``require_admin`` checks it.
+        """
+        level_reply, info_reply = self.execute_batch(["show cli level", "show info"])
+        self._check_admin(level_reply.strip())
+        return self._identity_of(self._info_fields("show info", info_reply))
 
     def cli_level(self):
         """``admin``, ``operator`` or ``user``; None when the HAProxy is too old to say."""
-        reply = self.execute("show cli level").strip()
-        return reply if reply in ("admin", "operator", "user") else None
+        return self._level_of(self.execute("show cli level").strip())
+
+    @staticmethod
+    def _level_of(text):
+        return text if text in ("admin", "operator", "user") else None
 
     def require_admin(self):
-        level = self.cli_level()
+        self._check_admin(self.execute("show cli level").strip())
+
+    def _check_admin(self, text):
+        level = self._level_of(text)
         if level is not None and level != "admin":
             raise self._error(
                 PermissionDenied,
@@ -668,15 +693,18 @@ class RuntimeSession:
         certificate (10,000 lines on a large instance). Below admin level
         HAProxy refuses ``abort``: then the listing tells.
         """
-        command = "abort ssl cert %s" % TRANSACTION_PROBE
-        reply = self._run_locked(command)
+        return self._transaction_from_probe(self.execute(_PROBE_COMMAND))
+
+    def _transaction_from_probe(self, reply):
+        if _LOCKED_TEXT in reply:
+            reply = self._run_locked(_PROBE_COMMAND)
         other = _OTHER_TRANSACTION_RE.search(reply)
         if other:
             return other.group("path")
         if reply.strip() == "No ongoing transaction!":
             return None
         if reply.strip() != "Permission denied":
-            self._fail(command, reply, "expected 'No ongoing transaction!' or the open transaction's name")
+            self._fail(_PROBE_COMMAND, reply, "expected 'No ongoing transaction!' or the open transaction's name")
         text = self.show_ssl_cert_list()
         for line in text.splitlines():
             if line.startswith("*"):
@@ -684,6 +712,19 @@ class RuntimeSession:
             if line.startswith("# filename"):
                 break
         return None
+
+    def open_transaction_and_certs(self, paths):
+        """``(open_transaction(), show_ssl_certs(paths))``, the probe pipelined with the shows.
+
+        One round trip fewer than asking one after the other: the probe aborts
+        nothing, so its place in the batch changes no reply. Each reply is
+        checked as the two methods check it; an error names its own command.
+        """
+        paths = list(paths)
+        commands = ["show ssl cert %s" % path for path in paths]
+        replies = self.execute_batch([_PROBE_COMMAND] + commands)
+        transaction = self._transaction_from_probe(replies[0])
+        return transaction, self._checked_details(paths, commands, replies[1:])
 
     def _checked_detail(self, path, command, reply):
         if reply.startswith("Filename:"):
@@ -708,8 +749,11 @@ class RuntimeSession:
         """
         paths = list(paths)
         commands = ["show ssl cert %s" % path for path in paths]
+        return self._checked_details(paths, commands, self.execute_batch(commands))
+
+    def _checked_details(self, paths, commands, replies):
         details = []
-        for path, command, reply in zip(paths, commands, self.execute_batch(commands)):
+        for path, command, reply in zip(paths, commands, replies):
             if _LOCKED_TEXT in reply:
                 reply = self._run_locked(command)
             try:
@@ -768,21 +812,42 @@ class RuntimeSession:
         commands are sent again one by one with the usual retries. When both
         do not fit one buffer, they go in two writes.
         """
+        return self._replace(path, payload, show=False)[0]
+
+    def replace_ssl_cert_and_show(self, path, payload):
+        """``replace_ssl_cert`` with ``show ssl cert PATH`` in the same write: what HAProxy holds after the commit.
+
+        Returns ``(shown, detail)``: with ``shown`` true, ``detail`` is
+        ``show_ssl_cert``'s raw text, or None when HAProxy no longer holds
+        PATH. ``shown`` is false when the show could not come back with the
+        commit (the three commands do not fit one buffer, the certificates were
+        locked, or the show was refused): the caller asks itself. HAProxy
+        answers pipelined commands in order, each one finished before the next
+        is read, so the show sees the commit done.
+        """
+        return self._replace(path, payload, show=True)[1]
+
+    def _replace(self, path, payload, show):
         set_command = "set ssl cert %s" % path
         commit_command = "commit ssl cert %s" % path
+        show_command = "show ssl cert %s" % path
+        not_shown = (False, None)
         size = command_bytes(set_command, payload, self.process) + command_bytes(commit_command, None, self.process)
         if size > self.max_command_bytes:
             self.set_ssl_cert(path, payload)
-            return self.commit_ssl_cert(path)
-        set_reply, commit_reply = self.execute_batch([(set_command, payload), commit_command],
-                                                     max_bytes=self.max_command_bytes)
+            return self.commit_ssl_cert(path), not_shown
+        commands = [(set_command, payload), commit_command]
+        if show and size + command_bytes(show_command, None, self.process) <= self.max_command_bytes:
+            commands.append(show_command)
+        replies = self.execute_batch(commands, max_bytes=self.max_command_bytes)
+        set_reply, commit_reply = replies[0], replies[1]
         if _LOCKED_TEXT in set_reply:
             if self._committed(commit_reply):
                 return self._fail(commit_command, commit_reply,
                                   "the certificates were locked for our set, yet a transaction already open on %s "
                                   "was committed" % path)
             self.set_ssl_cert(path, payload)
-            return self.commit_ssl_cert(path)
+            return self.commit_ssl_cert(path), not_shown
         try:
             self._checked_set(path, set_command, set_reply)
         except CommandFailed as exc:
@@ -791,8 +856,17 @@ class RuntimeSession:
                                 "(not our payload)" % path)
             raise
         if _LOCKED_TEXT in commit_reply:
-            return self.commit_ssl_cert(path)
-        return self._checked_commit(path, commit_command, commit_reply)
+            return self.commit_ssl_cert(path), not_shown
+        committed = self._checked_commit(path, commit_command, commit_reply)
+        if len(replies) < 3 or _LOCKED_TEXT in replies[2]:
+            return committed, not_shown
+        try:
+            return committed, (True, self._checked_detail(path, show_command, replies[2]))
+        except NotFound:
+            return committed, (True, None)
+        except RuntimeApiError:
+            # The commit went through; the caller's own show reports what is wrong.
+            return committed, not_shown
 
     def _checked_commit(self, path, command, reply):
         lines = reply.strip().splitlines()

@@ -293,7 +293,8 @@ class Converger:
         self._foreign_cleared = False
         self._crt_lists = None
         self._crt_list_entries = {}
-        # Raw `show ssl cert PATH` replies read ahead in one pipelined batch (path -> text or None).
+        # Raw `show ssl cert PATH` replies read ahead (path -> text, None: not held): the compare batch, and
+        # the show sent with a commit.
         self._prefetched = {}
         # [(request, result)] committed, waiting for their verifying `show ssl cert PATH`.
         self._unverified = []
@@ -315,8 +316,8 @@ class Converger:
         except api.NotFound:
             return None
 
-    def _prefetch(self, requests):
-        """Ask HAProxy for every requested certificate in one pipelined batch; note the ones it holds.
+    def _read_state(self, requests):
+        """The open transaction and every requested certificate, in one pipelined batch.
 
         Comparing 1,000 certificates then costs a few round trips instead of
         1,000, and rotating one certificate out of 10,000 asks about that one
@@ -325,7 +326,14 @@ class Converger:
         "Not found" and is left out of ``self.listing``.
         """
         paths = [request.path for request in requests]
-        details = self.session.show_ssl_certs(paths) if paths else []
+        try:
+            transaction, details = self.session.open_transaction_and_certs(paths)
+        except api.RuntimeApiError as exc:
+            command = exc.command or ""
+            path = command[len("show ssl cert "):] if command.startswith("show ssl cert ") else None
+            raise ConvergeError("%s on %s: %s" % (
+                "certificate %s" % path if path else describe_paths(paths), self.endpoint, exc))
+        self.listing = CertListing([], transaction)
         for path, raw in zip(paths, details):
             if raw is not None:
                 self._prefetched[path] = raw
@@ -411,7 +419,10 @@ class Converger:
                 # No transaction was open when we looked: set and commit go in one write (see
                 # RuntimeSession.replace_ssl_cert for why a failed set cannot commit anything of ours).
                 sent = pipelined = True
-                self.session.replace_ssl_cert(request.path, request.payloads[0][1])
+                shown, raw = self.session.replace_ssl_cert_and_show(request.path, request.payloads[0][1])
+                if shown:
+                    # The verifying show came back with the commit: _detail and _verify_pending use it.
+                    self._prefetched[request.path] = raw
             else:
                 for target, payload in request.payloads:
                     sent = True
@@ -490,7 +501,7 @@ class Converger:
                              "repair it: %s" % (self.wait, exc))
 
     def _verify_pending(self):
-        """Verify every committed, not yet verified certificate with one pipelined batch of shows.
+        """Verify every committed, not yet verified certificate: its show sent with the commit, else one batch.
 
         One that holds something else (a foreign ``set`` landed in our
         transaction) is pushed again until it holds the bundle; the failure
@@ -499,8 +510,10 @@ class Converger:
         pending, self._unverified = self._unverified, []
         if not pending:
             return
+        # Those whose show came back with their commit are not asked again.
+        ask = [request.path for request, dummy_result in pending if request.path not in self._prefetched]
         try:
-            details = self.session.show_ssl_certs([request.path for request, dummy_result in pending])
+            asked = dict(zip(ask, self.session.show_ssl_certs(ask))) if ask else {}
         except api.RuntimeApiError as exc:
             self._unverified = pending
             self._settle_unverified()
@@ -508,7 +521,8 @@ class Converger:
                                 % (describe_paths(request.path for request, dummy_result in pending),
                                    self.endpoint, exc), list(self.results))
         foreign = []
-        for position, ((request, result), raw) in enumerate(zip(pending, details)):
+        for position, (request, result) in enumerate(pending):
+            raw = self._prefetched.pop(request.path) if request.path in self._prefetched else asked[request.path]
             try:
                 detail = None if raw is None else parse_cert_detail(raw)
                 result["after"] = self._heal_if_foreign(request, result, detail).summary()
@@ -678,12 +692,8 @@ class Converger:
 
     def run(self, requests):
         """Converge every request, in input order; return the per-certificate results."""
-        try:
-            # Only the open transaction and the requested paths (see _prefetch): never every certificate.
-            self.listing = CertListing([], self._open_transaction())
-        except api.RuntimeApiError as exc:
-            raise ConvergeError("%s on %s: %s" % (
-                describe_paths(request.path for request in requests), self.endpoint, exc))
+        # Only the open transaction and the requested paths (see _read_state): never every certificate.
+        self._read_state(requests)
         # A leftover transaction on one of our own certificates (an earlier run that died) is replaced
         # by ours: handle that certificate first so the others do not run into it.
         order = list(range(len(requests)))
@@ -691,13 +701,6 @@ class Converger:
         if leftover is not None:
             order.sort(key=lambda index: requests[index].path != leftover or requests[index].state != "present")
         results = [None] * len(requests)
-        try:
-            self._prefetch(requests)
-        except api.RuntimeApiError as exc:
-            path = (exc.command or "")[len("show ssl cert "):] or None
-            raise ConvergeError("%s on %s: %s" % (
-                "certificate %s" % path if path else describe_paths(request.path for request in requests),
-                self.endpoint, exc))
         for index in order:
             request = requests[index]
             result = {"path": request.path, "state": request.state}
@@ -750,8 +753,7 @@ def converge_endpoint(endpoint, requests, process=None, timeout=api.DEFAULT_TIME
             if check_mode:
                 results = converger.run(requests)
             else:
-                session.require_admin()
-                with ProcessLock(session.process_identity()).acquire(timeout):
+                with ProcessLock(session.admin_process_identity()).acquire(timeout):
                     results = converger.run(requests)
     except ConvergeError as exc:
         error, results = exc.message, exc.results
@@ -780,8 +782,8 @@ def read_status(session, paths=None, now=None):
         # The paths are known: ask for those (a path HAProxy does not hold answers "Not found") and for the
         # open transaction, instead of listing every loaded certificate.
         wanted = list(paths)
-        transaction = session.open_transaction()
-        details = dict(zip(wanted, session.show_ssl_certs(wanted)))
+        transaction, details = session.open_transaction_and_certs(wanted)
+        details = dict(zip(wanted, details))
     else:
         listing = parse_cert_list(session.show_ssl_cert_list())
         wanted, transaction = listing.paths, listing.transaction

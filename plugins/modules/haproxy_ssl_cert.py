@@ -222,6 +222,8 @@ options:
     description:
       - The C(tune.bufsize) of the HAProxy process (16384 unless its configuration sets it). One Runtime API command
         must fit it; the module splits or refuses bundles that would not, before sending.
+      - HAProxy 2.6 to 3.2 close the connection on a larger command; 3.4 reads a payload larger than its buffer, so
+        with 3.4 a larger value lets a larger bundle go in one command.
     type: int
     default: 16384
 notes:

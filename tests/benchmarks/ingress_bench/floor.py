@@ -56,14 +56,30 @@ class Session:
         return buffer[:-len(PROMPT)].decode('utf-8', 'replace')
 
     def command(self, line: str, payload: str | None = None) -> str:
-        if payload is None:
-            self._sock.sendall(line.encode() + b'\n')
-        else:
-            body = '\n'.join(text for text in payload.splitlines() if text.strip())
-            self._sock.sendall(f'{line} <<\n{body}\n\n'.encode())
+        self._sock.sendall(self._encode(line, payload))
         reply = self._read_reply()
         # Prompt mode echoes one "+ " per payload line before the answer.
         return reply.replace('+ ', '') if payload is not None else reply
+
+    def pipeline(self, commands: list[tuple[str, str | None]]) -> list[str]:
+        """Several ``(line, payload)`` commands in one write, as the module pipelines them; their replies."""
+        data = b''.join(self._encode(line, payload) for line, payload in commands)
+        self._sock.sendall(data)
+        buffer = bytearray()
+        while buffer.count(PROMPT) < len(commands):
+            chunk = self._sock.recv(65536)
+            if not chunk:
+                raise FloorError(f'{self.endpoint}: connection closed after {bytes(buffer[-200:])!r}')
+            buffer += chunk
+        replies = bytes(buffer).split(PROMPT)[:len(commands)]
+        return [reply.decode('utf-8', 'replace').replace('+ ', '') for reply in replies]
+
+    @staticmethod
+    def _encode(line: str, payload: str | None) -> bytes:
+        if payload is None:
+            return line.encode() + b'\n'
+        body = '\n'.join(text for text in payload.splitlines() if text.strip())
+        return f'{line} <<\n{body}\n\n'.encode()
 
     def replace_certificate(self, path: str, pem: str) -> None:
         """``set`` then ``commit`` one certificate, checking both replies."""

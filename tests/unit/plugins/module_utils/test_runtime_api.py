@@ -587,6 +587,12 @@ def test_lab_conflict_on_debian_2_6(lab):
         assert "Transaction updated for certificate %s!" % first in info.value.reply
 
 
+def _takes_payloads_beyond_bufsize(lab):
+    """HAProxy 3.4 reads a CLI payload larger than tune.bufsize; 2.6 to 3.2 close the connection (seen in the lab)."""
+    major, minor = (int(part) for part in lab["haproxy_version"].split(".")[:2])
+    return (major, minor) >= (3, 4)
+
+
 def test_lab_payload_limits(lab):
     instance = lab["instances"][0]
     target = os.path.join(instance["cert_dir"], "preload-0002.pem")
@@ -596,11 +602,16 @@ def test_lab_payload_limits(lab):
         with pytest.raises(api.PayloadTooLarge):
             session.set_ssl_cert(target, payload)
         assert parse_cert_list(session.show_ssl_cert_list()).transaction is None
-    # Told a larger buffer than HAProxy has, the client sends it: 2.6.12 hangs up without a word.
+    # Told a larger buffer than HAProxy has, the client sends it: 2.6.12 hangs up without a word, 3.0 and
+    # 3.2 hang up saying the command is too big; 3.4 takes a payload larger than tune.bufsize.
     with api.RuntimeSession(instance["runtime_tcp"], timeout=5, bufsize=1 << 20) as session:
-        with pytest.raises((api.ConnectionClosed, api.ReplyTimeout)) as info:
-            session.set_ssl_cert(target, payload)
-    assert "set ssl cert %s" % target in str(info.value)
+        if _takes_payloads_beyond_bufsize(lab):
+            assert session.set_ssl_cert(target, payload) == target
+            session.abort_ssl_cert(target)
+        else:
+            with pytest.raises((api.ConnectionClosed, api.ReplyTimeout)) as info:
+                session.set_ssl_cert(target, payload)
+            assert "set ssl cert %s" % target in str(info.value)
     with api.RuntimeSession(instance["runtime_tcp"], timeout=5) as session:
         assert parse_cert_list(session.show_ssl_cert_list()).transaction is None
 
@@ -616,6 +627,68 @@ def test_lab_operator_socket(lab):
         with pytest.raises(api.PermissionDenied) as info:
             session.set_ssl_cert(instance["default_cert"], "x")
         assert "needs level admin" in str(info.value)
+
+
+@pytest.mark.parametrize("which", ["runtime_tcp", "master_cli"])
+def test_lab_admin_process_identity_in_one_write(lab, which):
+    """The level check and the lock's identity share one round trip; the identity is process_identity's."""
+    instance = lab["instances"][0]
+    process = "@1" if which == "master_cli" else None
+    with api.RuntimeSession(instance[which], process=process, timeout=5) as session:
+        recording = Writes(session)
+        identity = session.admin_process_identity()
+        assert recording.counts == [2]
+        assert identity == session.process_identity()
+    # The same process reached by another endpoint: the same identity.
+    with api.RuntimeSession(instance["runtime_unix"], timeout=5) as other:
+        assert other.process_identity() == identity
+
+
+def test_lab_admin_process_identity_below_admin(lab):
+    instance = lab["instances"][0]
+    with api.RuntimeSession(instance["runtime_operator"], timeout=5) as session:
+        with pytest.raises(api.PermissionDenied) as info:
+            session.admin_process_identity()
+        # The session is still in step after the refusal: both replies were read.
+        assert session.cli_level() == "operator"
+    assert "needs level admin; it has level operator" in str(info.value)
+    assert info.value.command == "show cli level"
+
+
+def test_lab_open_transaction_and_certs_in_one_write(lab):
+    instance = lab["instances"][0]
+    first = os.path.join(instance["cert_dir"], "preload-0001.pem")
+    missing = os.path.join(instance["cert_dir"], "missing.pem")
+    dummy_certificate, cert_pem, key_pem = _bundle("probe-pair.lab.test", 0x9A1B)
+    with api.RuntimeSession(instance["runtime_tcp"], timeout=5) as session:
+        recording = Writes(session)
+        transaction, details = session.open_transaction_and_certs([first, missing])
+        assert recording.counts == [3]
+        assert transaction is None
+        assert parse_cert_detail(details[0]).path == first and details[1] is None
+        session.set_ssl_cert(first, cert_pem + key_pem)
+        try:
+            transaction, details = session.open_transaction_and_certs([instance["default_cert"]])
+        finally:
+            session.abort_ssl_cert(first)
+    assert transaction == first
+    assert parse_cert_detail(details[0]).path == instance["default_cert"]
+
+
+def test_lab_open_transaction_and_certs_below_admin(lab):
+    """HAProxy refuses the probe at level operator: the listing names the open transaction instead."""
+    instance = lab["instances"][0]
+    first = os.path.join(instance["cert_dir"], "preload-0002.pem")
+    dummy_certificate, cert_pem, key_pem = _bundle("probe-operator-pair.lab.test", 0x9A1C)
+    with api.RuntimeSession(instance["runtime_operator"], timeout=5) as operator:
+        with api.RuntimeSession(instance["runtime_unix"], timeout=5) as admin:
+            admin.set_ssl_cert(first, cert_pem + key_pem)
+            try:
+                transaction, details = operator.open_transaction_and_certs([first])
+            finally:
+                admin.abort_ssl_cert(first)
+    assert transaction == first
+    assert parse_cert_detail(details[0]).path == first
 
 
 def test_lab_silent_endpoint(lab):
@@ -720,6 +793,31 @@ def test_lab_set_and_commit_in_one_write(lab):
     assert detail.fingerprint == _fingerprint(certificate) == after.fingerprint
     assert info.value.command == "set ssl cert %s" % target and "Can't load the payload" in str(info.value)
     assert "already open" not in str(info.value)
+
+
+def test_lab_set_commit_and_show_in_one_write(lab):
+    instance = lab["instances"][0]
+    target = os.path.join(instance["cert_dir"], "preload-0002.pem")
+    certificate, cert_pem, key_pem = _bundle("triple.lab.test", 0x7819)
+    with api.RuntimeSession(instance["runtime_tcp"], timeout=5) as session:
+        recording = Writes(session)
+        shown, raw = session.replace_ssl_cert_and_show(target, cert_pem + key_pem)
+        assert recording.counts == [3]
+        assert shown and parse_cert_detail(raw).fingerprint == _fingerprint(certificate)
+        # A refused set raises as replace_ssl_cert does; nothing is committed, no transaction stays open.
+        with pytest.raises(api.CommandFailed):
+            session.replace_ssl_cert_and_show(target, "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
+        assert parse_cert_detail(session.show_ssl_cert(target)).fingerprint == _fingerprint(certificate)
+        assert parse_cert_list(session.show_ssl_cert_list()).transaction is None
+    # When the show does not fit the buffer with set and commit, they go without it: the caller asks.
+    second, cert_pem, key_pem = _bundle("triple-small.lab.test", 0x781A)
+    payload = cert_pem + key_pem
+    pair = api.command_bytes("set ssl cert " + target, payload) + api.command_bytes("commit ssl cert " + target)
+    with api.RuntimeSession(instance["runtime_tcp"], timeout=5, bufsize=pair + api.BUFSIZE_MARGIN + 1) as session:
+        recording = Writes(session)
+        assert session.replace_ssl_cert_and_show(target, payload) == (False, None)
+        assert recording.counts == [2]
+        assert parse_cert_detail(session.show_ssl_cert(target)).fingerprint == _fingerprint(second)
 
 
 def test_lab_set_and_commit_in_one_write_sees_the_conflict(lab):
