@@ -44,35 +44,27 @@ class Session:
         self.endpoint = endpoint
         self._sock = connect(endpoint, timeout)
         self._sock.sendall(b'prompt\n')
-        self._read_reply()
+        self._read_replies(1)
 
-    def _read_reply(self) -> str:
+    def _read_replies(self, count: int) -> list[str]:
+        """The next ``count`` replies, each read up to its prompt (the prompt dropped)."""
         buffer = bytearray()
-        while not buffer.endswith(PROMPT):
+        while buffer.count(PROMPT) < count:
             chunk = self._sock.recv(65536)
             if not chunk:
                 raise FloorError(f'{self.endpoint}: connection closed after {bytes(buffer[-200:])!r}')
             buffer += chunk
-        return buffer[:-len(PROMPT)].decode('utf-8', 'replace')
+        return [reply.decode('utf-8', 'replace') for reply in bytes(buffer).split(PROMPT)[:count]]
 
     def command(self, line: str, payload: str | None = None) -> str:
-        self._sock.sendall(self._encode(line, payload))
-        reply = self._read_reply()
-        # Prompt mode echoes one "+ " per payload line before the answer.
-        return reply.replace('+ ', '') if payload is not None else reply
+        return self.pipeline([(line, payload)])[0]
 
     def pipeline(self, commands: list[tuple[str, str | None]]) -> list[str]:
         """Several ``(line, payload)`` commands in one write, as the module pipelines them; their replies."""
-        data = b''.join(self._encode(line, payload) for line, payload in commands)
-        self._sock.sendall(data)
-        buffer = bytearray()
-        while buffer.count(PROMPT) < len(commands):
-            chunk = self._sock.recv(65536)
-            if not chunk:
-                raise FloorError(f'{self.endpoint}: connection closed after {bytes(buffer[-200:])!r}')
-            buffer += chunk
-        replies = bytes(buffer).split(PROMPT)[:len(commands)]
-        return [reply.decode('utf-8', 'replace').replace('+ ', '') for reply in replies]
+        self._sock.sendall(b''.join(self._encode(line, payload) for line, payload in commands))
+        # Prompt mode echoes one "+ " per payload line before the answer.
+        return [reply.replace('+ ', '') if payload is not None else reply
+                for (dummy_line, payload), reply in zip(commands, self._read_replies(len(commands)))]
 
     @staticmethod
     def _encode(line: str, payload: str | None) -> bytes:
